@@ -1,0 +1,51 @@
+//! The `portcullis` command line: lock a Linux server down with iptables, apply rulesets
+//! safely, scan them, and prove that what is open is exactly what the rules say.
+//!
+//! Each subcommand lives in its own module under `cmd/`; `main` only parses the arguments
+//! and dispatches. Exit codes: 0 success, 1 findings or failure the user must act on,
+//! 2 usage or input error (clap's own code).
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a CLI prints")]
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Lock a Linux server down with iptables, apply safely, scan, and prove what is open.
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a ruleset in canonical iptables-save form
+    Fmt(cmd::fmt::Args),
+    /// Check a ruleset file; print diagnostics and exit 1 on errors
+    Check(cmd::check::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fmt(args) => cmd::fmt::run(args),
+        Command::Check(args) => cmd::check::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // A closed pipe (`portcullis fmt x | head`) is not an error.
+            if err.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("portcullis: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Developer automation for portcullis, run as `cargo xtask <task>`.
+//! See <https://github.com/matklad/cargo-xtask/>.
+//!
+//! Each task is one module; `main` only dispatches. Tasks drive the built `portcullis`
+//! binary and the system's `ip`/`iptables` as black boxes.
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a developer tool prints")]
+
+use std::env;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+
+fn project_root() -> PathBuf {
+    let dir =
+        env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    PathBuf::from(dir).parent().expect("xtask lives one level below the root").to_owned()
+}
+
+fn usage() -> &'static str {
+    "usage: cargo xtask <task> [args]\n\
+     tasks:\n  bench <what>   run a benchmark (parse)\n"
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let Some(task) = args.first() else {
+        eprint!("{}", usage());
+        bail!("no task given");
+    };
+    let rest = &args[1..];
+    match task.as_str() {
+        "bench" => match rest.first().map(String::as_str) {
+            Some(other) => bail!("unknown benchmark {other:?}"),
+            None => bail!("bench needs a name"),
+        },
+        other => {
+            eprint!("{}", usage());
+            bail!("unknown task {other:?}")
+        }
+    }
+}
