@@ -164,8 +164,9 @@ impl FromStr for Address {
             None => (s, None),
         };
         let Ok(addr) = host.parse::<IpAddr>() else {
-            let hostname_ok = !host.is_empty()
-                && mask.is_none()
+            let hostname_ok = mask.is_none()
+                && host.bytes().any(|b| b.is_ascii_alphabetic())
+                && !host.contains(':')
                 && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
             return if hostname_ok {
                 Ok(Self::Host(host.to_owned()))

@@ -72,6 +72,16 @@ impl Table {
         Self { name, chains }
     }
 
+    /// Adds the builtin chains the table lacks (policy ACCEPT), as the kernel always has
+    /// them and iptables-save always prints them.
+    pub fn complete_builtins(&mut self) {
+        for name in self.name.builtin_chains() {
+            if !self.has_chain(name) {
+                self.chains.push(Chain::builtin(name, Policy::Accept));
+            }
+        }
+    }
+
     /// The chain called `name`.
     pub fn chain(&self, name: &str) -> Option<&Chain> {
         self.chains.iter().find(|c| c.name.as_str() == name)

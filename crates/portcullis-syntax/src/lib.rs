@@ -21,16 +21,20 @@
 
 mod args;
 mod error;
+mod input;
 mod render;
 mod save;
+mod script;
 mod token;
 
 pub use crate::{
     error::{ParseError, ParseErrorKind},
+    input::{Format, Input, detect_format, guess_family, read_rulesets},
     render::{SaveOptions, render_rule, render_rules_spec, render_save},
     save::{
         Script, ScriptBlock, parse_restore, parse_rule_line, parse_rules_spec, parse_save,
         parse_save_as,
     },
+    script::{ScriptOutcome, parse_script},
     token::{Token, TokenNotes, quote, quote_always, tokenize},
 };

@@ -1,4 +1,14 @@
 //! One module per subcommand; each exposes `Args` (clap) and `run(Args)`.
 
+use std::io::Write as _;
+
 pub(crate) mod check;
 pub(crate) mod fmt;
+pub(crate) mod input;
+
+/// Writes `text` to standard output in one go (a closed pipe surfaces as BrokenPipe).
+pub(crate) fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
