@@ -26,6 +26,8 @@ enum Command {
     Fmt(cmd::fmt::Args),
     /// Check a ruleset file; print diagnostics and exit 1 on errors
     Check(cmd::check::Args),
+    /// Run the seed article's workflow on its built-in example server
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Fmt(args) => cmd::fmt::run(args),
         Command::Check(args) => cmd::check::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
     };
     match result {
         Ok(code) => code,

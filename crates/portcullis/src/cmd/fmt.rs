@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use portcullis_rules::{Backend, canonicalize};
+use portcullis_rules::{Backend, Ruleset, canonicalize};
 use portcullis_syntax::{SaveOptions, render_save};
 
 use super::input::{InputArgs, load};
@@ -25,15 +25,22 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let Some(loaded) = load(&args.input)? else {
         return Ok(ExitCode::from(1));
     };
+    let out = canonical_text(&loaded.rulesets, args.backend, SaveOptions { counters: args.counters });
+    super::write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rulesets as iptables-save prints them after loading them: canonical rules, every
+/// builtin chain present, chains in iptables-save's order.
+pub(crate) fn canonical_text(rulesets: &[Ruleset], backend: Backend, opts: SaveOptions) -> String {
     let mut out = String::new();
-    for rs in &loaded.rulesets {
-        let mut rs = canonicalize(rs, args.backend);
+    for rs in rulesets {
+        let mut rs = canonicalize(rs, backend);
         for t in &mut rs.tables {
             t.complete_builtins();
             t.sort_chains();
         }
-        out.push_str(&render_save(&rs, SaveOptions { counters: args.counters }));
+        out.push_str(&render_save(&rs, opts));
     }
-    super::write_stdout(&out)?;
-    Ok(ExitCode::SUCCESS)
+    out
 }

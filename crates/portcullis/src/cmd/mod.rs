@@ -3,6 +3,7 @@
 use std::io::Write as _;
 
 pub(crate) mod check;
+pub(crate) mod demo;
 pub(crate) mod fmt;
 pub(crate) mod input;
 
