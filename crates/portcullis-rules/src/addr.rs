@@ -350,9 +350,14 @@ impl Interface {
     pub fn new(name: &str) -> Result<Self, ModelError> {
         if name.is_empty()
             || name.len() > Self::MAX_LEN
+            || name.starts_with(['-', '!'])
             || name.bytes().any(|b| b.is_ascii_whitespace() || b == b'/')
         {
-            return Err(invalid("interface", name, "1 to 15 bytes without whitespace or `/'"));
+            return Err(invalid(
+                "interface",
+                name,
+                "1 to 15 bytes, no whitespace or `/', not starting with `-' or `!'",
+            ));
         }
         Ok(Self(name.to_owned()))
     }

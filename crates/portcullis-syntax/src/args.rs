@@ -278,7 +278,9 @@ pub(crate) fn parse_args(toks: &[Token], in_restore: bool) -> Result<Parsed, Arg
             }
             let mut negated = negated;
             // Old intrapositioned form `--dport ! 22` (read only).
-            if args.is_empty() && p.peek().is_some_and(is_bang) {
+            let value_after_bang =
+                p.toks.get(p.i + 1).is_some_and(|t| !is_option_token(t) && !is_bang(t));
+            if args.is_empty() && p.peek().is_some_and(is_bang) && value_after_bang {
                 negated = true;
                 p.i += 1;
             }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use portcullis_rules::{Action, Chain, Match, Opt, Rule, Ruleset, Table, Target};
 
-use crate::token::{quote, quote_always};
+use crate::token::{quote, quote_always, quote_forced};
 
 /// Options of [`render_save`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,16 +38,33 @@ enum Quoting {
     IfNeeded,
 }
 
+/// A chain or target name: printed raw as iptables-save does, except that a name holding
+/// a `"` is quoted so that the line reads back (iptables itself would not read it back).
+fn push_name(out: &mut String, name: &str) {
+    if name.contains('"') {
+        out.push_str(&quote(name));
+    } else {
+        out.push_str(name);
+    }
+}
+
+/// Whether a bare value would read back as syntax (`!`, an option) rather than a value.
+fn looks_like_syntax(value: &str) -> bool {
+    value == "!" || (value.starts_with('-') && value.len() > 1)
+}
+
 fn push_value(out: &mut String, module: &str, opt: &str, value: &str) {
     out.push(' ');
     match quoting(module, opt) {
+        // iptables prints `--comment -x` bare and cannot read it back; quote it.
+        Quoting::SaveString | Quoting::IfNeeded if looks_like_syntax(value) => {
+            out.push_str(&quote_forced(value));
+        }
         Quoting::SaveString => out.push_str(&quote(value)),
         Quoting::Always => out.push_str(&quote_always(value)),
         Quoting::IfNeeded => {
-            let needs = value.is_empty()
-                || value.bytes().any(|b| b.is_ascii_whitespace() || b == b'"')
-                || value == "!"
-                || (value.starts_with('-') && value.len() > 1);
+            let needs =
+                value.is_empty() || value.bytes().any(|b| b.is_ascii_whitespace() || b == b'"');
             if needs {
                 out.push_str(&quote(value));
             } else {
@@ -78,7 +95,7 @@ fn push_match(out: &mut String, m: &Match) {
 
 fn push_target(out: &mut String, t: &Target) {
     out.push_str(" -j ");
-    out.push_str(&t.name);
+    push_name(out, &t.name);
     push_opts(out, &t.name, &t.opts);
 }
 
@@ -126,7 +143,8 @@ pub(crate) fn push_rule_spec(out: &mut String, rule: &Rule, counters_inline: boo
     match &rule.action {
         Some(Action::Jump(t)) => push_target(out, t),
         Some(Action::Goto(c)) => {
-            let _ = write!(out, " -g {c}");
+            out.push_str(" -g ");
+            push_name(out, c.as_str());
         }
         None => {}
     }
@@ -144,7 +162,7 @@ pub(crate) fn push_rule_spec(out: &mut String, rule: &Rule, counters_inline: boo
 pub fn render_rule(chain: &str, rule: &Rule) -> String {
     let mut out = String::with_capacity(64);
     out.push_str("-A ");
-    out.push_str(chain);
+    push_name(&mut out, chain);
     push_rule_spec(&mut out, rule, false);
     out
 }
@@ -168,7 +186,7 @@ fn push_table(out: &mut String, t: &Table, opts: SaveOptions) {
                 }
             }
             out.push_str("-A ");
-            out.push_str(c.name.as_str());
+            push_name(out, c.name.as_str());
             push_rule_spec(out, r, false);
             out.push('\n');
         }
@@ -201,12 +219,14 @@ pub fn render_rules_spec(table: &Table, verbose: bool) -> String {
         out.push('\n');
     }
     for c in table.chains.iter().filter(|c| !c.is_builtin()) {
-        let _ = writeln!(out, "-N {}", c.name);
+        out.push_str("-N ");
+        push_name(&mut out, c.name.as_str());
+        out.push('\n');
     }
     for c in &table.chains {
         for r in &c.rules {
             out.push_str("-A ");
-            out.push_str(c.name.as_str());
+            push_name(&mut out, c.name.as_str());
             push_rule_spec(&mut out, r, verbose);
             out.push('\n');
         }

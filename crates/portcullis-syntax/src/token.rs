@@ -119,6 +119,11 @@ pub fn quote(s: &str) -> Cow<'_, str> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         return Cow::Borrowed(s);
     }
+    Cow::Owned(quote_forced(s))
+}
+
+/// [`quote`] without the bare form: always inside `"…"`.
+pub(crate) fn quote_forced(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for ch in s.chars() {
@@ -128,7 +133,7 @@ pub fn quote(s: &str) -> Cow<'_, str> {
         out.push(ch);
     }
     out.push('"');
-    Cow::Owned(out)
+    out
 }
 
 /// Quotes `s` always, escaping only `"` and `\`: the form of `-m string --string`,
