@@ -1,0 +1,748 @@
+//! The sans-IO scan engine: which probe to send when, how to read what came back.
+//!
+//! **Architecture Invariant:** this module never touches a socket, a runtime or the clock.
+//! Time is an argument (`now`, a [`Duration`] since the scan's epoch chosen by the driver),
+//! randomness comes from [`EngineConfig::seed`], packets come in and go out as bytes.
+//!
+//! A driver loops: [`Engine::poll_transmit`] until it returns `None`, sends each
+//! [`Probe`] (raw transports write it with [`Probe::emit`]), feeds every received IP packet
+//! to [`Engine::handle_packet`] (or a connect result to [`Engine::handle_connect`]), and
+//! sleeps until [`Engine::poll_timeout`]. When that returns `None` the scan is over and
+//! [`Engine::finish`] gives the [`ScanReport`].
+//!
+//! Schedule. Pass 1 probes every (host, port) once in a random order and retransmits each
+//! silent one after the adaptive timeout, like nmap (exactly two probes per silent port on
+//! a loss-free link). A target's kernel rate-limits ICMP errors (1/s per peer, burst 6),
+//! so a REJECTed port can look silent; therefore silent ports get further passes, each
+//! starting at least one second after the last ICMP error seen (and after the scan's first
+//! probe), when the target's bucket holds a token again. Passes continue while a pass
+//! still draws a new ICMP error; a pass that draws none, with a token guaranteed in the
+//! bucket, proves the remaining ports silent.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::payloads::udp_payload;
+use crate::state::{IcmpKind, PortState, Protocol, Reason, ScanType, may_replace};
+use crate::timing::{RttEstimator, Timing};
+use crate::wire::{
+    IcmpError, IpPacket, QuotedPorts, TcpHeader, TcpProbe, emit_udp, proto, tcp_flags,
+};
+
+/// Source ports used by one scan: `sport_base + (try number % SPORT_SPAN)`.
+pub const SPORT_SPAN: u16 = 64;
+/// The lowest source port the engine picks: above Linux's default ephemeral range
+/// (32768–60999), so no local connection collides with a probe.
+pub const SPORT_MIN: u16 = 61_000;
+/// At most this many passes over silent ports (the first included).
+pub const MAX_PASSES: u8 = 32;
+/// Extra wait on top of the ICMP limiter's one second, for timer granularity.
+const REFILL_MARGIN: Duration = Duration::from_millis(30);
+
+/// One target host and the address the scanner sends from towards it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// The scanned address.
+    pub addr: IpAddr,
+    /// Our source address towards it (needed for checksums and to validate replies).
+    pub src: IpAddr,
+}
+
+/// What to scan and how. There is deliberately no `Default`.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Kind of scan.
+    pub scan_type: ScanType,
+    /// Hosts.
+    pub targets: Vec<Target>,
+    /// Ports (of the scan type's protocol); duplicates are ignored.
+    pub ports: Vec<u16>,
+    /// Timing.
+    pub timing: Timing,
+    /// Seed for the probe order, cookies and source ports.
+    pub seed: u64,
+}
+
+/// Why an [`EngineConfig`] was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No target host.
+    NoTargets,
+    /// No port.
+    NoPorts,
+    /// A target and its source address are of different families.
+    MixedFamilies(IpAddr),
+    /// Port 0 cannot be probed.
+    PortZero,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoTargets => f.write_str("no target to scan"),
+            Self::NoPorts => f.write_str("no port to scan"),
+            Self::MixedFamilies(a) => write!(f, "source address family differs for {a}"),
+            Self::PortZero => f.write_str("port 0 cannot be scanned"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One probe to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// Target address.
+    pub dst: IpAddr,
+    /// Our address.
+    pub src: IpAddr,
+    /// Probed port.
+    pub dst_port: u16,
+    /// Our source port.
+    pub src_port: u16,
+    /// Scan kind (what to emit).
+    pub scan_type: ScanType,
+    /// Try number of this (host, port), from 0.
+    pub tryno: u8,
+    /// How long the engine waits for an answer to this probe (a connect transport cancels
+    /// its attempt after that).
+    pub timeout: Duration,
+    seq: u32,
+    ack: u32,
+    task: u32,
+}
+
+impl Probe {
+    /// Writes the probe's transport header and payload (TCP segment or UDP datagram; the
+    /// kernel adds the IP header) into `buf`. Returns the length, or `None` for a connect
+    /// probe or a too small buffer.
+    pub fn emit(&self, buf: &mut [u8]) -> Option<usize> {
+        let tcp = |flags| TcpProbe {
+            src: self.src,
+            dst: self.dst,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            seq: self.seq,
+            ack: self.ack,
+            flags,
+        };
+        match self.scan_type {
+            ScanType::Syn => tcp(tcp_flags::SYN).emit(buf),
+            ScanType::Ack => tcp(tcp_flags::ACK).emit(buf),
+            ScanType::Udp => emit_udp(
+                buf,
+                self.src,
+                self.dst,
+                self.src_port,
+                self.dst_port,
+                udp_payload(self.dst_port),
+            ),
+            ScanType::Connect => None,
+        }
+    }
+}
+
+/// How a connect attempt ended, as a connect transport sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectOutcome {
+    /// The handshake completed.
+    Connected,
+    /// The socket error queue (`IP_RECVERR`) held this ICMP error from `from`.
+    Icmp {
+        /// The ICMP error.
+        kind: IcmpKind,
+        /// Who sent it.
+        from: IpAddr,
+    },
+    /// ECONNREFUSED with no ICMP error behind it: a RST.
+    Refused,
+    /// Another errno, mapped like nmap's `handleConnectResult`.
+    Failed(Reason),
+    /// No result within the probe's timeout.
+    TimedOut,
+}
+
+/// The recorded answer of one port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortResult {
+    /// Port number.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// State.
+    pub state: PortState,
+    /// Reason.
+    pub reason: Reason,
+    /// TTL (hop limit) of the reply, if any.
+    pub reason_ttl: Option<u8>,
+    /// Sender of the reply when it is not the target (an ICMP error from a router).
+    pub reason_ip: Option<IpAddr>,
+}
+
+/// Results of one host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostReport {
+    /// Address.
+    pub addr: IpAddr,
+    /// Every scanned port, sorted by number.
+    pub ports: Vec<PortResult>,
+    /// Smoothed RTT.
+    pub srtt: Option<Duration>,
+    /// RTT variance.
+    pub rttvar: Duration,
+    /// Final retransmission timeout.
+    pub timeout: Duration,
+    /// Whether anything at all answered.
+    pub responded: bool,
+}
+
+/// The result of a finished scan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanReport {
+    /// Kind of scan.
+    pub scan_type: ScanType,
+    /// The scanned ports, in ascending order.
+    pub ports: Vec<u16>,
+    /// Per host, in the order given.
+    pub hosts: Vec<HostReport>,
+    /// Probes sent.
+    pub probes_sent: u64,
+    /// Passes run (1 when no delayed pass was needed).
+    pub passes: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    state: PortState,
+    reason: Reason,
+    ttl: Option<u8>,
+    from: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Task {
+    sent_at: Duration,
+    tries: u8,
+    pass_tries: u8,
+    answer: Option<Answer>,
+}
+
+#[derive(Debug, Clone)]
+struct Host {
+    target: Target,
+    rtt: RttEstimator,
+    responded: bool,
+}
+
+/// The scan state machine. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    scan_type: ScanType,
+    timing: Timing,
+    secret: u64,
+    rng: SplitMix,
+    sport_base: u16,
+    hosts: Vec<Host>,
+    host_index: HashMap<IpAddr, u32>,
+    ports: Vec<u16>,
+    port_index: HashMap<u16, u32>,
+    tasks: Vec<Task>,
+    order: Vec<u32>,
+    cursor: usize,
+    retx: BinaryHeap<Reverse<(Duration, u32, u8)>>,
+    silent: Vec<u32>,
+    pass: u8,
+    pass_start: Duration,
+    next_send: Duration,
+    first_send: Option<Duration>,
+    last_icmp: Option<Duration>,
+    icmp_in_pass: bool,
+    max_successful_tryno: u8,
+    probes_sent: u64,
+    done: bool,
+}
+
+impl Engine {
+    /// Validates `cfg` and prepares the probe order.
+    pub fn new(cfg: EngineConfig) -> Result<Self, ConfigError> {
+        if cfg.targets.is_empty() {
+            return Err(ConfigError::NoTargets);
+        }
+        let mut ports = cfg.ports.clone();
+        ports.sort_unstable();
+        ports.dedup();
+        if ports.is_empty() {
+            return Err(ConfigError::NoPorts);
+        }
+        if ports[0] == 0 {
+            return Err(ConfigError::PortZero);
+        }
+        let mut hosts = Vec::new();
+        let mut host_index = HashMap::new();
+        for t in &cfg.targets {
+            if t.addr.is_ipv4() != t.src.is_ipv4() {
+                return Err(ConfigError::MixedFamilies(t.addr));
+            }
+            if host_index.contains_key(&t.addr) {
+                continue;
+            }
+            host_index.insert(t.addr, hosts.len() as u32);
+            hosts.push(Host { target: *t, rtt: RttEstimator::new(), responded: false });
+        }
+        let port_index = ports.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
+        let n = hosts.len() * ports.len();
+        let mut rng = SplitMix(cfg.seed);
+        let secret = rng.next();
+        let span = u64::from(u16::MAX - SPORT_MIN - SPORT_SPAN);
+        let sport_base = SPORT_MIN + (rng.next() % span) as u16;
+        let mut order: Vec<u32> = (0..n as u32).collect();
+        rng.shuffle(&mut order);
+        Ok(Self {
+            scan_type: cfg.scan_type,
+            timing: cfg.timing,
+            secret,
+            rng,
+            sport_base,
+            hosts,
+            host_index,
+            ports,
+            port_index,
+            tasks: vec![Task::default(); n],
+            order,
+            cursor: 0,
+            retx: BinaryHeap::new(),
+            silent: Vec::new(),
+            pass: 1,
+            pass_start: Duration::ZERO,
+            next_send: Duration::ZERO,
+            first_send: None,
+            last_icmp: None,
+            icmp_in_pass: false,
+            max_successful_tryno: 0,
+            probes_sent: 0,
+            done: false,
+        })
+    }
+
+    /// The source ports this scan uses: `base..base + SPORT_SPAN`.
+    pub fn sport_range(&self) -> std::ops::Range<u16> {
+        self.sport_base..self.sport_base + SPORT_SPAN
+    }
+
+    /// The scan kind.
+    pub fn scan_type(&self) -> ScanType {
+        self.scan_type
+    }
+
+    /// Number of (host, port) pairs.
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Number of (host, port) pairs that have an answer.
+    pub fn answered_count(&self) -> usize {
+        self.tasks.iter().filter(|t| t.answer.is_some()).count()
+    }
+
+    /// Probes sent so far.
+    pub fn probes_sent(&self) -> u64 {
+        self.probes_sent
+    }
+
+    /// The current pass (1 for the first).
+    pub fn pass(&self) -> u8 {
+        self.pass
+    }
+
+    fn tries_allowed(&self) -> u8 {
+        let retries = if self.pass == 1 {
+            self.timing.max_retries.min(self.max_successful_tryno.saturating_add(1).max(1))
+        } else {
+            self.timing.max_retries.min(self.max_successful_tryno)
+        };
+        retries.saturating_add(1)
+    }
+
+    fn host_port(&self, task: u32) -> (usize, usize) {
+        let np = self.ports.len();
+        (task as usize / np, task as usize % np)
+    }
+
+    fn cookie(&self, dst: IpAddr, dport: u16, sport: u16) -> u32 {
+        let mut h = std::hash::DefaultHasher::new();
+        self.secret.hash(&mut h);
+        dst.hash(&mut h);
+        dport.hash(&mut h);
+        sport.hash(&mut h);
+        h.finish() as u32
+    }
+
+    fn ack_cookie(&self, seq: u32) -> u32 {
+        seq.rotate_left(13) ^ (self.secret >> 32) as u32
+    }
+
+    fn make_probe(&mut self, task: u32, now: Duration) -> Probe {
+        let (h, p) = self.host_port(task);
+        let host = &self.hosts[h];
+        let timeout = host.rtt.timeout(&self.timing);
+        let t = &mut self.tasks[task as usize];
+        let tryno = t.tries;
+        t.tries = t.tries.saturating_add(1);
+        t.pass_tries = t.pass_tries.saturating_add(1);
+        t.sent_at = now;
+        let src_port = self.sport_base + u16::from(tryno) % SPORT_SPAN;
+        let (dst, src, dst_port) = (host.target.addr, host.target.src, self.ports[p]);
+        let seq = self.cookie(dst, dst_port, src_port);
+        let ack = if self.scan_type == ScanType::Ack { self.ack_cookie(seq) } else { 0 };
+        self.retx.push(Reverse((now + timeout, task, tryno + 1)));
+        self.probes_sent += 1;
+        self.first_send.get_or_insert(now);
+        self.next_send = now + self.timing.send_interval();
+        Probe {
+            dst,
+            src,
+            dst_port,
+            src_port,
+            scan_type: self.scan_type,
+            tryno,
+            timeout,
+            seq,
+            ack,
+            task,
+        }
+    }
+
+    /// The next probe to send at `now`, if one is due. Call until it returns `None`.
+    pub fn poll_transmit(&mut self, now: Duration) -> Option<Probe> {
+        self.advance(now);
+        if self.done || now < self.next_send {
+            return None;
+        }
+        while let Some(&Reverse((due, task, tries))) = self.retx.peek() {
+            if due > now {
+                break;
+            }
+            self.retx.pop();
+            let t = self.tasks[task as usize];
+            if t.answer.is_some() || tries != t.tries {
+                // Answered, or a stale check for an earlier try.
+                continue;
+            }
+            if t.pass_tries < self.tries_allowed() {
+                return Some(self.make_probe(task, now));
+            }
+            self.silent.push(task);
+        }
+        if self.pass == 1 || now >= self.pass_start {
+            while self.cursor < self.order.len() {
+                let task = self.order[self.cursor];
+                self.cursor += 1;
+                if self.tasks[task as usize].answer.is_none() {
+                    return Some(self.make_probe(task, now));
+                }
+            }
+        }
+        self.advance(now);
+        None
+    }
+
+    /// Ends a pass when nothing is left to send or wait for, and starts the next one or
+    /// finishes.
+    fn advance(&mut self, now: Duration) {
+        if self.done {
+            return;
+        }
+        // Timed-out final tries become silent even while sending is paced.
+        while let Some(&Reverse((due, task, tries))) = self.retx.peek() {
+            let t = self.tasks[task as usize];
+            if t.answer.is_some() || tries != t.tries {
+                self.retx.pop();
+                continue;
+            }
+            if due <= now && t.pass_tries >= self.tries_allowed() {
+                self.retx.pop();
+                self.silent.push(task);
+                continue;
+            }
+            break;
+        }
+        if self.cursor < self.order.len() || !self.retx.is_empty() {
+            return;
+        }
+        self.silent.retain(|t| self.tasks[*t as usize].answer.is_none());
+        let more = self.timing.icmp_refill_pass
+            && !self.silent.is_empty()
+            && (self.pass == 1 || self.icmp_in_pass)
+            && self.pass < MAX_PASSES;
+        if !more {
+            self.done = true;
+            return;
+        }
+        self.pass += 1;
+        let base = self.last_icmp.unwrap_or_default().max(self.first_send.unwrap_or_default());
+        self.pass_start = (base + Duration::from_secs(1) + REFILL_MARGIN).max(now);
+        self.icmp_in_pass = false;
+        self.order = std::mem::take(&mut self.silent);
+        self.rng.shuffle(&mut self.order);
+        for t in &self.order {
+            self.tasks[*t as usize].pass_tries = 0;
+        }
+        self.cursor = 0;
+    }
+
+    /// When the engine next needs [`Engine::poll_transmit`] called: `None` once the scan is
+    /// finished. Always a finite deadline otherwise.
+    pub fn poll_timeout(&mut self, now: Duration) -> Option<Duration> {
+        self.advance(now);
+        if self.done {
+            return None;
+        }
+        let mut next = self.retx.peek().map(|Reverse((due, _, _))| *due);
+        if self.cursor < self.order.len() {
+            let start =
+                if self.pass == 1 { self.next_send } else { self.next_send.max(self.pass_start) };
+            next = Some(next.map_or(start, |n| n.min(start)));
+        }
+        Some(next.unwrap_or(now))
+    }
+
+    /// Whether the scan is over.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Feeds one received IP packet (starting at the IP header). Anything that is not a
+    /// valid answer to one of our probes is ignored; malformed input never panics.
+    pub fn handle_packet(&mut self, now: Duration, packet: &[u8]) {
+        let Ok(ip) = IpPacket::new_checked(packet) else { return };
+        match ip.protocol {
+            proto::TCP => self.handle_tcp(now, &ip),
+            proto::UDP => self.handle_udp(now, &ip),
+            proto::ICMP if ip.src.is_ipv4() => {
+                if let Ok(e) = IcmpError::new_checked_v4(ip.payload) {
+                    self.handle_icmp(now, &ip, &e, false);
+                }
+            }
+            proto::ICMPV6 if ip.src.is_ipv6() => {
+                if let Ok(e) = IcmpError::new_checked_v6(ip.payload) {
+                    self.handle_icmp(now, &ip, &e, true);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Finds the task and try number of a reply from `target:port` to our `sport`.
+    fn lookup(&self, target: IpAddr, port: u16, sport: u16, our: IpAddr) -> Option<(u32, u8)> {
+        let h = *self.host_index.get(&target)?;
+        if self.hosts[h as usize].target.src != our {
+            return None;
+        }
+        let p = *self.port_index.get(&port)?;
+        if !self.sport_range().contains(&sport) {
+            return None;
+        }
+        let task = h * self.ports.len() as u32 + p;
+        let t = &self.tasks[task as usize];
+        let offset = sport - self.sport_base;
+        // The try number is only known modulo SPORT_SPAN; map to the latest such try.
+        let last = u16::from(t.tries.checked_sub(1)?);
+        let back = (last % SPORT_SPAN + SPORT_SPAN - offset) % SPORT_SPAN;
+        let tryno = last.checked_sub(back)?;
+        Some((task, u8::try_from(tryno).ok()?))
+    }
+
+    fn handle_tcp(&mut self, now: Duration, ip: &IpPacket<'_>) {
+        if !matches!(self.scan_type, ScanType::Syn | ScanType::Ack) {
+            return;
+        }
+        let Ok(tcp) = TcpHeader::new_checked(ip.payload) else { return };
+        let Some((task, tryno)) = self.lookup(ip.src, tcp.src_port, tcp.dst_port, ip.dst) else {
+            return;
+        };
+        let seq = self.cookie(ip.src, tcp.src_port, tcp.dst_port);
+        let f = tcp.flags;
+        let answer = match self.scan_type {
+            ScanType::Syn => {
+                let acks_us = f & tcp_flags::ACK != 0 && tcp.ack == seq.wrapping_add(1);
+                if f & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK {
+                    acks_us.then_some((PortState::Open, Reason::SynAck))
+                } else if f & tcp_flags::RST != 0 {
+                    // A RST answering a SYN acknowledges it; a bare RST must carry our seq.
+                    (acks_us || (f & tcp_flags::ACK == 0 && tcp.seq == seq.wrapping_add(1)))
+                        .then_some((PortState::Closed, Reason::Reset))
+                } else if f & tcp_flags::SYN != 0 && f & tcp_flags::ACK == 0 {
+                    Some((PortState::Open, Reason::SplitHandshakeSyn))
+                } else {
+                    None
+                }
+            }
+            _ => (f & tcp_flags::RST != 0 && tcp.seq == self.ack_cookie(seq))
+                .then_some((PortState::Unfiltered, Reason::Reset)),
+        };
+        if let Some((state, reason)) = answer {
+            let a = Answer { state, reason, ttl: Some(ip.ttl), from: None };
+            self.record(now, task, tryno, a, false);
+        }
+    }
+
+    fn handle_udp(&mut self, now: Duration, ip: &IpPacket<'_>) {
+        if self.scan_type != ScanType::Udp {
+            return;
+        }
+        let Ok(q) = QuotedPorts::new_checked(ip.payload) else { return };
+        let Some((task, tryno)) = self.lookup(ip.src, q.src_port, q.dst_port, ip.dst) else {
+            return;
+        };
+        let a = Answer {
+            state: PortState::Open,
+            reason: Reason::UdpResponse,
+            ttl: Some(ip.ttl),
+            from: None,
+        };
+        self.record(now, task, tryno, a, false);
+    }
+
+    fn handle_icmp(&mut self, now: Duration, ip: &IpPacket<'_>, e: &IcmpError<'_>, v6: bool) {
+        let q = &e.quoted;
+        let want = match self.scan_type.protocol() {
+            Protocol::Tcp => proto::TCP,
+            Protocol::Udp => proto::UDP,
+        };
+        if q.protocol != want || self.scan_type == ScanType::Connect {
+            return;
+        }
+        let Ok(ports) = QuotedPorts::new_checked(q.payload) else { return };
+        let Some((task, tryno)) = self.lookup(q.dst, ports.dst_port, ports.src_port, q.src) else {
+            return;
+        };
+        if want == proto::TCP && ports.seq != self.cookie(q.dst, ports.dst_port, ports.src_port) {
+            return;
+        }
+        let kind = IcmpKind { v6, icmp_type: e.icmp_type, code: e.code };
+        let from_target = ip.src == q.dst;
+        let Some((state, reason)) = kind.classify(self.scan_type, from_target) else { return };
+        let from = (!from_target).then_some(ip.src);
+        let a = Answer { state, reason, ttl: Some(ip.ttl), from };
+        self.record(now, task, tryno, a, true);
+    }
+
+    /// Feeds the result of a connect attempt for `probe`.
+    pub fn handle_connect(&mut self, now: Duration, probe: &Probe, outcome: ConnectOutcome) {
+        if self.scan_type != ScanType::Connect || probe.task as usize >= self.tasks.len() {
+            return;
+        }
+        let (answer, icmp) = match outcome {
+            ConnectOutcome::Connected => ((PortState::Open, Reason::SynAck, None), false),
+            ConnectOutcome::Refused => ((PortState::Closed, Reason::ConnRefused, None), false),
+            ConnectOutcome::Icmp { kind, from } => {
+                let from_target = from == probe.dst;
+                let Some((s, r)) = kind.classify(ScanType::Connect, from_target) else { return };
+                ((s, r, (!from_target).then_some(from)), true)
+            }
+            ConnectOutcome::Failed(r) => ((PortState::Filtered, r, None), false),
+            ConnectOutcome::TimedOut => return,
+        };
+        let (state, reason, from) = answer;
+        let a = Answer { state, reason, ttl: None, from };
+        self.record(now, probe.task, probe.tryno, a, icmp);
+    }
+
+    fn record(&mut self, now: Duration, task: u32, tryno: u8, a: Answer, icmp: bool) {
+        let (h, _) = self.host_port(task);
+        let t = &mut self.tasks[task as usize];
+        if t.tries > 0 && tryno == t.tries - 1 && now >= t.sent_at {
+            self.hosts[h].rtt.sample(now - t.sent_at);
+        }
+        self.hosts[h].responded = true;
+        let t = &mut self.tasks[task as usize];
+        let fresh = match t.answer {
+            None => true,
+            Some(old) => may_replace(self.scan_type, old.state, a.state),
+        };
+        if fresh {
+            t.answer = Some(a);
+        }
+        if icmp {
+            self.last_icmp = Some(now);
+            self.icmp_in_pass = true;
+        }
+        if self.pass == 1 && tryno > self.max_successful_tryno {
+            self.max_successful_tryno = tryno;
+        }
+    }
+
+    /// The results. Ports still unanswered get the scan's silent state (`filtered`, or
+    /// `open|filtered` for UDP) with reason `no-response`.
+    pub fn finish(self) -> ScanReport {
+        let np = self.ports.len();
+        let protocol = self.scan_type.protocol();
+        let silent = self.scan_type.silent_state();
+        let hosts = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(h, host)| HostReport {
+                addr: host.target.addr,
+                ports: self
+                    .ports
+                    .iter()
+                    .enumerate()
+                    .map(|(p, port)| {
+                        let a = self.tasks[h * np + p].answer.unwrap_or(Answer {
+                            state: silent,
+                            reason: Reason::NoResponse,
+                            ttl: None,
+                            from: None,
+                        });
+                        PortResult {
+                            port: *port,
+                            protocol,
+                            state: a.state,
+                            reason: a.reason,
+                            reason_ttl: a.ttl,
+                            reason_ip: a.from,
+                        }
+                    })
+                    .collect(),
+                srtt: host.rtt.srtt(),
+                rttvar: host.rtt.rttvar(),
+                timeout: host.rtt.timeout(&self.timing),
+                responded: host.responded,
+            })
+            .collect();
+        ScanReport {
+            scan_type: self.scan_type,
+            ports: self.ports,
+            hosts,
+            probes_sent: self.probes_sent,
+            passes: self.pass,
+        }
+    }
+}
+
+/// SplitMix64: a small, seedable generator (no dependency, deterministic in tests).
+#[derive(Debug, Clone)]
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn shuffle(&mut self, v: &mut [u32]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The engine against a simulated target (in-memory network, simulated clock), including
+//! the target's ICMP rate limiter. These are the rig's expectations without sockets.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use portcullis_scan::engine::{Engine, EngineConfig, ScanReport, Target};
+use portcullis_scan::ports::top_ports;
+use portcullis_scan::state::{Protocol, ScanType};
+use portcullis_scan::testing::{Behavior, SimTarget, run_simulated};
+use portcullis_scan::timing::Timing;
+
+fn rig_target(udp: bool) -> SimTarget {
+    let addr: IpAddr = "198.18.0.2".parse().unwrap();
+    let ports: HashMap<u16, Behavior> = if udp {
+        [
+            (53, Behavior::Open),
+            (123, Behavior::Closed),
+            (161, Behavior::Reject(3, 3)),
+            (137, Behavior::Reject(3, 13)),
+        ]
+        .into()
+    } else {
+        [
+            (22, Behavior::Open),
+            (80, Behavior::Open),
+            (443, Behavior::Closed),
+            (25, Behavior::TcpReset),
+            (110, Behavior::Reject(3, 3)),
+            (113, Behavior::Reject(3, 13)),
+        ]
+        .into()
+    };
+    SimTarget::new(addr, ports, Behavior::Drop)
+}
+
+fn engine(scan_type: ScanType, ports: Vec<u16>, seed: u64) -> Engine {
+    let cfg = EngineConfig {
+        scan_type,
+        targets: vec![Target {
+            addr: "198.18.0.2".parse().unwrap(),
+            src: "198.18.0.1".parse().unwrap(),
+        }],
+        ports,
+        timing: Timing::template(3),
+        seed,
+    };
+    Engine::new(cfg).unwrap()
+}
+
+/// "port state reason" lines for every port not in the silent default.
+fn summary(r: &ScanReport) -> String {
+    let silent = r.scan_type.silent_state();
+    let mut s = String::new();
+    let mut quiet = 0;
+    for p in &r.hosts[0].ports {
+        if p.state == silent && p.reason.as_str() == "no-response" {
+            quiet += 1;
+        } else {
+            s.push_str(&format!("{}/{} {} {}\n", p.port, p.protocol, p.state, p.reason));
+        }
+    }
+    s.push_str(&format!("{quiet} {silent} no-response\n"));
+    s
+}
+
+const SYN_EXPECT: &str = "22/tcp open syn-ack\n25/tcp closed reset\n80/tcp open syn-ack\n110/tcp filtered port-unreach\n113/tcp filtered admin-prohibited\n443/tcp closed reset\n94 filtered no-response\n";
+
+#[test]
+fn syn_fast_scan_full_and_drained_bucket() {
+    for seed in 0..20 {
+        for drained in [false, true] {
+            let mut t = rig_target(false);
+            if drained {
+                t.drain_icmp();
+            }
+            let (r, took) =
+                run_simulated(engine(ScanType::Syn, top_ports(Protocol::Tcp, 100), seed), &mut t);
+            assert_eq!(summary(&r), SYN_EXPECT, "seed {seed} drained {drained}");
+            assert!(took < Duration::from_secs(5), "{took:?}");
+            if !drained {
+                // Two probes per silent port in pass 1, one more in the delayed pass.
+                assert_eq!(r.passes, 2);
+            }
+        }
+    }
+}
+
+#[test]
+fn syn_all_ports() {
+    let mut t = rig_target(false);
+    t.drain_icmp();
+    let (r, _) = run_simulated(engine(ScanType::Syn, (1..=65535).collect(), 7), &mut t);
+    assert_eq!(summary(&r), SYN_EXPECT.replace("94 filtered", "65529 filtered"),);
+}
+
+#[test]
+fn udp_fast_scan_drained_bucket() {
+    for seed in 0..20 {
+        let mut t = rig_target(true);
+        t.drain_icmp();
+        let (r, _) =
+            run_simulated(engine(ScanType::Udp, top_ports(Protocol::Udp, 100), seed), &mut t);
+        assert_eq!(
+            summary(&r),
+            "53/udp open udp-response\n123/udp closed port-unreach\n137/udp filtered admin-prohibited\n161/udp closed port-unreach\n96 open|filtered no-response\n",
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn ack_scan() {
+    let mut t = rig_target(false);
+    let (r, _) = run_simulated(engine(ScanType::Ack, top_ports(Protocol::Tcp, 100), 3), &mut t);
+    assert_eq!(
+        summary(&r),
+        "22/tcp unfiltered reset\n25/tcp unfiltered reset\n80/tcp unfiltered reset\n110/tcp filtered port-unreach\n113/tcp filtered admin-prohibited\n443/tcp unfiltered reset\n94 filtered no-response\n"
+    );
+}
+
+#[test]
+fn silent_ports_get_two_probes_then_one_per_pass() {
+    let mut t = SimTarget::new("198.18.0.2".parse().unwrap(), HashMap::new(), Behavior::Drop);
+    let (r, took) = run_simulated(engine(ScanType::Syn, (1..=100).collect(), 1), &mut t);
+    assert_eq!(r.probes_sent, 300);
+    assert_eq!(r.passes, 2);
+    // Pass 2 starts one second after the first probe; T3's first timeout is 1 s.
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn refill_pass_off_sends_two_probes() {
+    let mut t = SimTarget::new("198.18.0.2".parse().unwrap(), HashMap::new(), Behavior::Drop);
+    let mut cfg_engine = engine(ScanType::Syn, (1..=100).collect(), 1);
+    let _ = &mut cfg_engine;
+    let cfg = EngineConfig {
+        scan_type: ScanType::Syn,
+        targets: vec![Target { addr: t.addr, src: "198.18.0.1".parse().unwrap() }],
+        ports: (1..=100).collect(),
+        timing: Timing { icmp_refill_pass: false, ..Timing::template(4) },
+        seed: 2,
+    };
+    let (r, _) = run_simulated(Engine::new(cfg).unwrap(), &mut t);
+    assert_eq!(r.probes_sent, 200);
+    assert_eq!(r.passes, 1);
+}
+
+#[test]
+fn ipv6_syn_scan() {
+    let addr: IpAddr = "2001:db8::2".parse().unwrap();
+    let mut t = SimTarget::new(
+        addr,
+        [
+            (22, Behavior::Open),
+            (23, Behavior::Closed),
+            (24, Behavior::Reject(1, 1)),
+            (25, Behavior::Reject(1, 4)),
+        ]
+        .into(),
+        Behavior::Drop,
+    );
+    let cfg = EngineConfig {
+        scan_type: ScanType::Syn,
+        targets: vec![Target { addr, src: "2001:db8::1".parse().unwrap() }],
+        ports: (20..=26).collect(),
+        timing: Timing::template(4),
+        seed: 9,
+    };
+    let (r, _) = run_simulated(Engine::new(cfg).unwrap(), &mut t);
+    assert_eq!(
+        summary(&r),
+        "22/tcp open syn-ack\n23/tcp closed reset\n24/tcp filtered admin-prohibited\n25/tcp filtered port-unreach\n3 filtered no-response\n"
+    );
+}
