@@ -1,15 +1,828 @@
 //! Per-extension knowledge for canonicalisation: option order, defaults, value forms.
+//!
+//! Every function here rewrites the options of one module into exactly what that
+//! extension's `save()` prints (`formats.md` §9, §10). A module whose options do not
+//! parse is left as written: canonicalisation never fails, validation reports the error.
+
+use std::net::IpAddr;
 
 use crate::Family;
+use crate::addr::{Address, Protocol};
 use crate::names::Backend;
-use crate::rule::Rule;
+use crate::rule::{Action, Match, Negatable, Opt, Rule, Target};
+use crate::view::{
+    AddrTypes, CtStates, CtStatus, IcmpType, LimitMatch, MacAddr, MarkMask, MatchView, PortRange,
+    TargetView, TcpFlagsSpec, U32Range, parse_multiport_list, parse_number, parse_port, parse_u32,
+};
 
 /// Rewrites every match of `rule` into its saved form.
 pub(crate) fn canonicalize_matches(rule: &mut Rule, backend: Backend, family: Family) {
-    let _ = (rule, backend, family);
+    for m in &mut rule.matches {
+        if let Some(opts) = canon_match(m, family) {
+            m.opts = opts;
+        }
+    }
+    if backend == Backend::Nft {
+        merge_nft(rule, "tcp", family);
+        merge_nft(rule, "udp", family);
+    }
 }
 
 /// Rewrites the target of `rule` into its saved form.
 pub(crate) fn canonicalize_action(rule: &mut Rule, backend: Backend, family: Family) {
-    let _ = (rule, backend, family);
+    if let Some(Action::Jump(t)) = &mut rule.action
+        && let Some(opts) = canon_target(t, backend, family)
+    {
+        t.opts = opts;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+fn opt(negated: bool, name: &str, args: &[String]) -> Opt {
+    Opt { negated, name: name.to_owned(), args: args.to_vec() }
+}
+
+fn opt1(negated: bool, name: &str, arg: impl Into<String>) -> Opt {
+    Opt { negated, name: name.to_owned(), args: vec![arg.into()] }
+}
+
+fn flag(name: &str) -> Opt {
+    Opt { negated: false, name: name.to_owned(), args: Vec::new() }
+}
+
+/// Sorts `opts` stably by the position of their name in `order` (unknown names last).
+fn reorder(mut opts: Vec<Opt>, order: &[&str]) -> Vec<Opt> {
+    opts.sort_by_key(|o| order.iter().position(|n| *n == o.name).unwrap_or(order.len()));
+    opts
+}
+
+/// Renames every option called `from` to `to`.
+fn alias(opts: &mut [Opt], from: &str, to: &str) {
+    for o in opts.iter_mut().filter(|o| o.name == from) {
+        o.name = to.to_owned();
+    }
+}
+
+/// The single argument of an option.
+fn arg(o: &Opt) -> Option<&str> {
+    match o.args.as_slice() {
+        [a] => Some(a.as_str()),
+        _ => None,
+    }
+}
+
+/// Parses `A`, `A:B`, `A:`, `:B`, `:` with `num` for each side and `max` for an open
+/// upper end; `None` when a side does not parse or the range is inverted.
+fn range(s: &str, max: u64, num: impl Fn(&str) -> Option<u64>) -> Option<(u64, u64)> {
+    let (lo, hi) = match s.split_once(':') {
+        None => {
+            let n = num(s)?;
+            (n, n)
+        }
+        Some((a, b)) => {
+            let lo = if a.is_empty() { 0 } else { num(a)? };
+            let hi = if b.is_empty() { max } else { num(b)? };
+            (lo, hi)
+        }
+    };
+    (lo <= hi && hi <= max).then_some((lo, hi))
+}
+
+fn range_text(lo: u64, hi: u64) -> String {
+    if lo == hi { lo.to_string() } else { format!("{lo}:{hi}") }
+}
+
+/// Canonicalises the range option `o`: `None` when it does not parse, `Some(None)` when it
+/// is dropped (full range, not negated, and `drop_full`), else the new option.
+fn range_opt(
+    o: &Opt,
+    max: u64,
+    drop_full: bool,
+    num: impl Fn(&str) -> Option<u64>,
+) -> Option<Option<Opt>> {
+    let (lo, hi) = range(arg(o)?, max, num)?;
+    if drop_full && !o.negated && lo == 0 && hi == max {
+        return Some(None);
+    }
+    Some(Some(opt1(o.negated, &o.name, range_text(lo, hi))))
+}
+
+fn port_num(s: &str) -> Option<u64> {
+    parse_port(s).ok().map(u64::from)
+}
+
+fn u32_num(s: &str) -> Option<u64> {
+    parse_u32(s).map(u64::from)
+}
+
+/// Applies [`range_opt`] to every option called one of `names`, keeping the others.
+fn ranges(
+    m: &Match,
+    names: &[&str],
+    max: u64,
+    drop_full: bool,
+    num: impl Fn(&str) -> Option<u64> + Copy,
+) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    for o in &m.opts {
+        if names.contains(&o.name.as_str()) {
+            if let Some(n) = range_opt(o, max, drop_full, num)? {
+                out.push(n);
+            }
+        } else {
+            out.push(o.clone());
+        }
+    }
+    Some(out)
+}
+
+fn ports_opt(out: &mut Vec<Opt>, name: &str, p: Option<Negatable<PortRange>>) {
+    if let Some(p) = p
+        && (p.negated || !p.value.is_all())
+    {
+        out.push(opt1(p.negated, name, p.value.to_string()));
+    }
+}
+
+fn hex2(v: u64) -> String {
+    format!("0x{v:02x}")
+}
+
+/// An address as conntrack and ipvs print it: the address as given, then `/LEN` (or
+/// `/MASK`) unless the mask is full.
+fn addr_unmasked(s: &str) -> Option<String> {
+    let a: Address = s.parse().ok()?;
+    let Address::Net { addr, mask } = a else { return Some(s.to_owned()) };
+    let full = match mask {
+        IpAddr::V4(m) => u32::from(m) == u32::MAX,
+        IpAddr::V6(m) => u128::from(m) == u128::MAX,
+    };
+    if full {
+        return Some(addr.to_string());
+    }
+    let text = Address::Net { addr, mask }.to_string();
+    Some(text)
+}
+
+// ---------------------------------------------------------------------------------------
+// Matches
+
+/// The saved options of `m`, or `None` to keep them as written.
+fn canon_match(m: &Match, family: Family) -> Option<Vec<Opt>> {
+    match m.name.as_str() {
+        "tcp" => {
+            let MatchView::Tcp(v) = m.view(family).ok()? else { return None };
+            Some(tcp_opts(v.sport, v.dport, v.option, v.flags))
+        }
+        "udp" => {
+            let MatchView::Udp(v) = m.view(family).ok()? else { return None };
+            Some(tcp_opts(v.sport, v.dport, None, None))
+        }
+        "icmp" | "icmp6" => {
+            let (name, fam) = if m.name == "icmp" {
+                ("icmp-type", Family::V4)
+            } else {
+                ("icmpv6-type", Family::V6)
+            };
+            let [o] = m.opts.as_slice() else { return None };
+            (o.name == name).then_some(())?;
+            let t = IcmpType::parse(arg(o)?, fam).ok()?;
+            Some(vec![opt1(o.negated, name, t.saved(fam))])
+        }
+        "multiport" => {
+            let [o] = m.opts.as_slice() else { return None };
+            let name = match o.name.as_str() {
+                "sports" | "source-ports" => "sports",
+                "dports" | "destination-ports" => "dports",
+                "ports" => "ports",
+                _ => return None,
+            };
+            let list = parse_multiport_list(arg(o)?).ok()?;
+            let text = list.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",");
+            Some(vec![opt1(o.negated, name, text)])
+        }
+        "conntrack" => conntrack(m),
+        "state" => {
+            let [o] = m.opts.as_slice() else { return None };
+            let s: CtStates = arg(o)?.parse().ok()?;
+            Some(vec![opt1(o.negated, "state", s.to_string())])
+        }
+        "limit" => {
+            let MatchView::Limit(v) = m.view(family).ok()? else { return None };
+            let mut out = vec![opt1(false, "limit", v.rate.canonical().to_string())];
+            if v.burst != LimitMatch::DEFAULT_BURST {
+                out.push(opt1(false, "limit-burst", v.burst.to_string()));
+            }
+            Some(out)
+        }
+        "mark" | "connmark" => {
+            let [o] = m.opts.as_slice() else { return None };
+            let mm = MarkMask::parse(arg(o)?, "--mark").ok()?;
+            Some(vec![opt1(o.negated, "mark", mm.saved_match())])
+        }
+        "mac" => {
+            let [o] = m.opts.as_slice() else { return None };
+            let mac: MacAddr = arg(o)?.parse().ok()?;
+            Some(vec![opt1(o.negated, "mac-source", mac.to_string())])
+        }
+        "iprange" => Some(reorder(m.opts.clone(), &["src-range", "dst-range"])),
+        "addrtype" => {
+            let mut out = Vec::new();
+            for o in &m.opts {
+                if o.name == "src-type" || o.name == "dst-type" {
+                    let t: AddrTypes = arg(o)?.parse().ok()?;
+                    out.push(opt1(o.negated, &o.name, t.to_string()));
+                } else {
+                    out.push(o.clone());
+                }
+            }
+            Some(reorder(out, &["src-type", "dst-type", "limit-iface-in", "limit-iface-out"]))
+        }
+        "owner" => owner(m),
+        "recent" => recent(m, family),
+        "connlimit" => connlimit(m, family),
+        "hashlimit" => hashlimit(m),
+        "comment" => None,
+        "ah" => ranges(m, &["ahspi"], u64::from(u32::MAX), true, u32_num),
+        "esp" => ranges(m, &["espspi"], u64::from(u32::MAX), true, u32_num),
+        "ipcomp" => ranges(m, &["ipcompspi"], u64::from(u32::MAX), true, u32_num),
+        "frag" => ranges(m, &["fragid"], u64::from(u32::MAX), true, u32_num),
+        "rt" => ranges(m, &["rt-segsleft"], u64::from(u32::MAX), true, u32_num),
+        "mh" => ranges(m, &["mh-type"], 255, true, |s| parse_number(s, 255)),
+        "dccp" => {
+            let mut opts = m.opts.clone();
+            alias(&mut opts, "source-port", "sport");
+            alias(&mut opts, "destination-port", "dport");
+            let m2 = Match { name: m.name.clone(), opts };
+            let out = ranges(&m2, &["sport", "dport"], 65535, false, port_num)?;
+            Some(reorder(out, &["sport", "dport", "dccp-types", "dccp-option"]))
+        }
+        "tcpmss" => ranges(m, &["mss"], 65535, false, |s| parse_number(s, 65535)),
+        "length" => ranges(m, &["length"], 65535, false, |s| parse_number(s, 65535)),
+        "connbytes" => connbytes(m),
+        "dscp" => {
+            let [o] = m.opts.as_slice() else { return None };
+            Some(vec![opt1(o.negated, "dscp", hex2(dscp_value(&o.name, arg(o)?, "dscp")?))])
+        }
+        "tos" => {
+            let [o] = m.opts.as_slice() else { return None };
+            (o.name == "tos").then_some(())?;
+            let (v, mask) = tos_value(arg(o)?)?;
+            Some(vec![opt1(o.negated, "tos", format!("{}/{}", hex2(v), hex2(mask)))])
+        }
+        "ipvs" => ipvs(m),
+        "string" => string(m),
+        "cluster" => cluster(m),
+        "rateest" => rateest(m),
+        _ => None,
+    }
+}
+
+fn tcp_opts(
+    sport: Option<Negatable<PortRange>>,
+    dport: Option<Negatable<PortRange>>,
+    option: Option<Negatable<u8>>,
+    flags: Option<Negatable<TcpFlagsSpec>>,
+) -> Vec<Opt> {
+    let mut out = Vec::new();
+    ports_opt(&mut out, "sport", sport);
+    ports_opt(&mut out, "dport", dport);
+    if let Some(o) = option {
+        out.push(opt1(o.negated, "tcp-option", o.value.to_string()));
+    }
+    if let Some(f) = flags {
+        out.push(opt(
+            f.negated,
+            "tcp-flags",
+            &[f.value.mask.to_string(), f.value.comp.to_string()],
+        ));
+    }
+    out
+}
+
+/// iptables-nft turns tcp/udp port and flag matches into native expressions and reads
+/// them back as one match: duplicate matches merge (later options win) at the position
+/// of the first, and a negated range starting at 0 comes back as its complement
+/// (`! --sport 0:9520` → `--sport 9521:65535`). A tcp match with `--tcp-option` stays an
+/// xtables match and is not merged.
+fn merge_nft(rule: &mut Rule, name: &str, family: Family) {
+    let merges = |m: &Match| m.name == name && m.opt("tcp-option").is_none();
+    let idx: Vec<usize> =
+        rule.matches.iter().enumerate().filter(|(_, m)| merges(m)).map(|(i, _)| i).collect();
+    let Some(&first) = idx.first() else { return };
+    let (mut sport, mut dport, mut flags) = (None, None, None);
+    for &i in &idx {
+        match rule.matches[i].view(family) {
+            Ok(MatchView::Tcp(v)) => {
+                sport = v.sport.or(sport);
+                dport = v.dport.or(dport);
+                flags = v.flags.or(flags);
+            }
+            Ok(MatchView::Udp(v)) => {
+                sport = v.sport.or(sport);
+                dport = v.dport.or(dport);
+            }
+            _ => return,
+        }
+    }
+    let fold = |p: Option<Negatable<PortRange>>| {
+        p.map(|p| match p.value {
+            PortRange { lo: 0, hi } if p.negated && hi > 0 && hi < u16::MAX => {
+                Negatable::plain(PortRange { lo: hi + 1, hi: u16::MAX })
+            }
+            _ => p,
+        })
+    };
+    rule.matches[first].opts = tcp_opts(fold(sport), fold(dport), None, flags);
+    for &i in idx.iter().skip(1).rev() {
+        rule.matches.remove(i);
+    }
+}
+
+const CONNTRACK_ORDER: &[&str] = &[
+    "ctstate",
+    "ctproto",
+    "ctorigsrc",
+    "ctorigdst",
+    "ctreplsrc",
+    "ctrepldst",
+    "ctorigsrcport",
+    "ctorigdstport",
+    "ctreplsrcport",
+    "ctrepldstport",
+    "ctstatus",
+    "ctexpire",
+    "ctdir",
+];
+
+fn conntrack(m: &Match) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    for o in &m.opts {
+        let a = arg(o)?;
+        let v = match o.name.as_str() {
+            "ctstate" => a.parse::<CtStates>().ok()?.to_string(),
+            "ctproto" => match a.parse::<Protocol>().ok()? {
+                Protocol::Number(n) => n.to_string(),
+                Protocol::Name(n) => n,
+            },
+            "ctorigsrc" | "ctorigdst" | "ctreplsrc" | "ctrepldst" => addr_unmasked(a)?,
+            "ctorigsrcport" | "ctorigdstport" | "ctreplsrcport" | "ctrepldstport" => {
+                a.parse::<PortRange>().ok()?.to_string()
+            }
+            "ctstatus" => CtStatus::parse(a).ok()?.saved(),
+            "ctexpire" => U32Range::parse_with(a, ':').ok()?.to_string(),
+            "ctdir" => a.to_ascii_uppercase(),
+            _ => return None,
+        };
+        out.push(opt1(o.negated, &o.name, v));
+    }
+    Some(reorder(out, CONNTRACK_ORDER))
+}
+
+fn owner(m: &Match) -> Option<Vec<Opt>> {
+    let MatchView::Owner(_) = m.view(Family::V4).ok()? else { return None };
+    let mut out = Vec::new();
+    for o in &m.opts {
+        match o.name.as_str() {
+            "uid-owner" | "gid-owner" => {
+                let MatchView::Owner(v) = (Match { name: "owner".into(), opts: vec![o.clone()] })
+                    .view(Family::V4)
+                    .ok()?
+                else {
+                    return None;
+                };
+                let r = v.uid.or(v.gid)?.value;
+                let text =
+                    if r.lo == r.hi { r.lo.to_string() } else { format!("{}-{}", r.lo, r.hi) };
+                out.push(opt1(o.negated, &o.name, text));
+            }
+            _ => out.push(o.clone()),
+        }
+    }
+    Some(reorder(out, &["socket-exists", "uid-owner", "gid-owner", "suppl-groups"]))
+}
+
+fn recent(m: &Match, family: Family) -> Option<Vec<Opt>> {
+    let MatchView::Recent(v) = m.view(family).ok()? else { return None };
+    let mut out = vec![Opt {
+        negated: v.command.negated,
+        name: v.command.value.as_str().to_owned(),
+        args: Vec::new(),
+    }];
+    if let Some(s) = v.seconds {
+        out.push(opt1(false, "seconds", s.to_string()));
+    }
+    if v.reap {
+        out.push(flag("reap"));
+    }
+    if let Some(h) = v.hitcount {
+        out.push(opt1(false, "hitcount", h.to_string()));
+    }
+    if v.rttl {
+        out.push(flag("rttl"));
+    }
+    out.push(opt1(false, "name", v.name));
+    out.push(opt1(false, "mask", v.mask.to_string()));
+    out.push(flag(if v.rdest { "rdest" } else { "rsource" }));
+    Some(out)
+}
+
+fn connlimit(m: &Match, family: Family) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    let (mut mask, mut side) = (None, None);
+    for o in &m.opts {
+        match o.name.as_str() {
+            "connlimit-upto" | "connlimit-above" => {
+                out.push(opt1(o.negated, &o.name, parse_u32(arg(o)?)?.to_string()));
+            }
+            "connlimit-mask" => mask = Some(parse_number(arg(o)?, 128)?),
+            "connlimit-saddr" | "connlimit-daddr" => side = Some(o.name.clone()),
+            _ => return None,
+        }
+    }
+    let default_mask = if family == Family::V4 { 32 } else { 128 };
+    out.push(opt1(false, "connlimit-mask", mask.unwrap_or(default_mask).to_string()));
+    out.push(flag(side.as_deref().unwrap_or("connlimit-saddr")));
+    Some(out)
+}
+
+const HASHLIMIT_ORDER: &[&str] = &[
+    "hashlimit-upto",
+    "hashlimit-above",
+    "hashlimit",
+    "hashlimit-burst",
+    "hashlimit-mode",
+    "hashlimit-name",
+    "hashlimit-htable-size",
+    "hashlimit-htable-max",
+    "hashlimit-htable-gcinterval",
+    "hashlimit-htable-expire",
+    "hashlimit-srcmask",
+    "hashlimit-dstmask",
+    "hashlimit-rate-match",
+    "hashlimit-rate-interval",
+];
+
+fn hashlimit(m: &Match) -> Option<Vec<Opt>> {
+    let mut out = m.opts.clone();
+    let rate = out.iter().find(|o| o.name == "hashlimit-upto" || o.name == "hashlimit-above")?;
+    let packets =
+        arg(rate)?.split('/').next().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+    if packets && !out.iter().any(|o| o.name == "hashlimit-burst") {
+        out.push(opt1(false, "hashlimit-burst", "5"));
+    }
+    Some(reorder(out, HASHLIMIT_ORDER))
+}
+
+fn connbytes(m: &Match) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    for o in &m.opts {
+        if o.name == "connbytes" {
+            let (lo, hi) = range(arg(o)?, u64::MAX, |s| parse_number(s, u64::MAX))?;
+            let text = if hi == u64::MAX { lo.to_string() } else { format!("{lo}:{hi}") };
+            out.push(opt1(o.negated, "connbytes", text));
+        } else {
+            out.push(o.clone());
+        }
+    }
+    Some(reorder(out, &["connbytes", "connbytes-mode", "connbytes-dir"]))
+}
+
+const DSCP_CLASSES: &[(&str, u64)] = &[
+    ("CS0", 0x00),
+    ("CS1", 0x08),
+    ("CS2", 0x10),
+    ("CS3", 0x18),
+    ("CS4", 0x20),
+    ("CS5", 0x28),
+    ("CS6", 0x30),
+    ("CS7", 0x38),
+    ("BE", 0x00),
+    ("AF11", 0x0a),
+    ("AF12", 0x0c),
+    ("AF13", 0x0e),
+    ("AF21", 0x12),
+    ("AF22", 0x14),
+    ("AF23", 0x16),
+    ("AF31", 0x1a),
+    ("AF32", 0x1c),
+    ("AF33", 0x1e),
+    ("AF41", 0x22),
+    ("AF42", 0x24),
+    ("AF43", 0x26),
+    ("EF", 0x2e),
+];
+
+/// The DSCP value of `--{base}` (a number up to 0x3f) or `--{base}-class` (a class name).
+fn dscp_value(name: &str, a: &str, base: &str) -> Option<u64> {
+    if name == base {
+        parse_number(a, 0x3f)
+    } else if name.strip_prefix(base) == Some("-class") {
+        DSCP_CLASSES.iter().find(|(n, _)| n.eq_ignore_ascii_case(a)).map(|(_, v)| *v)
+    } else {
+        None
+    }
+}
+
+const TOS_NAMES: &[(&str, u64)] = &[
+    ("Minimize-Delay", 0x10),
+    ("Maximize-Throughput", 0x08),
+    ("Maximize-Reliability", 0x04),
+    ("Minimize-Cost", 0x02),
+    ("Normal-Service", 0x00),
+];
+
+/// A TOS value and mask: a symbolic name (mask 0x3f) or `V[/M]` (mask 0xff).
+fn tos_value(a: &str) -> Option<(u64, u64)> {
+    if let Some((_, v)) = TOS_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(a)) {
+        return Some((*v, 0x3f));
+    }
+    match a.split_once('/') {
+        Some((v, m)) => Some((parse_number(v, 255)?, parse_number(m, 255)?)),
+        None => Some((parse_number(a, 255)?, 0xff)),
+    }
+}
+
+fn ipvs(m: &Match) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    for o in &m.opts {
+        let n = match o.name.as_str() {
+            "vproto" => {
+                let p = arg(o)?.parse::<Protocol>().ok()?;
+                opt1(o.negated, "vproto", p.number()?.to_string())
+            }
+            "vport" | "vportctl" => opt1(o.negated, &o.name, parse_port(arg(o)?).ok()?.to_string()),
+            "vaddr" => opt1(o.negated, "vaddr", addr_unmasked(arg(o)?)?),
+            _ => o.clone(),
+        };
+        out.push(n);
+    }
+    Some(reorder(out, &["ipvs", "vproto", "vaddr", "vport", "vdir", "vmethod", "vportctl"]))
+}
+
+fn string(m: &Match) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    for o in &m.opts {
+        match o.name.as_str() {
+            "from" if parse_number(arg(o)?, 65535)? == 0 => {}
+            "to" if parse_number(arg(o)?, 65535)? == 65535 => {}
+            _ => out.push(o.clone()),
+        }
+    }
+    Some(reorder(out, &["string", "hex-string", "algo", "from", "to", "icase"]))
+}
+
+fn cluster(m: &Match) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    for o in &m.opts {
+        match o.name.as_str() {
+            "cluster-local-node" => {
+                let n = parse_number(arg(o)?, 32).filter(|n| *n >= 1)?;
+                let mask = 1u64.checked_shl(u32::try_from(n - 1).ok()?)?;
+                out.push(opt1(o.negated, "cluster-local-nodemask", format!("0x{mask:08x}")));
+            }
+            "cluster-local-nodemask" => {
+                let v = parse_u32(arg(o)?)?;
+                out.push(opt1(o.negated, "cluster-local-nodemask", format!("0x{v:08x}")));
+            }
+            "cluster-hash-seed" => {
+                let v = parse_u32(arg(o)?)?;
+                out.push(opt1(false, "cluster-hash-seed", format!("0x{v:08x}")));
+            }
+            _ => out.push(o.clone()),
+        }
+    }
+    Some(reorder(out, &["cluster-local-nodemask", "cluster-total-nodes", "cluster-hash-seed"]))
+}
+
+/// A rateest bit rate (`8bit`, `5kbit`, `1mbit`, `2kbps`…) in bit/s.
+fn bit_rate(s: &str) -> Option<u64> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    let mult: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "bit" => 1,
+        "kbit" => 1_000,
+        "mbit" => 1_000_000,
+        "gbit" => 1_000_000_000,
+        "bps" => 8,
+        "kbps" => 8_000,
+        "mbps" => 8_000_000,
+        "gbps" => 8_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn rateest(m: &Match) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    for o in &m.opts {
+        match (o.name.as_str(), o.args.as_slice()) {
+            ("rateest-bps" | "rateest-bps1" | "rateest-bps2", [a]) => {
+                out.push(opt1(o.negated, &o.name, format!("{}bit", bit_rate(a)?)));
+            }
+            _ => out.push(o.clone()),
+        }
+    }
+    Some(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Targets
+
+/// The saved options of `t`, or `None` to keep them as written.
+fn canon_target(t: &Target, backend: Backend, family: Family) -> Option<Vec<Opt>> {
+    let view = || t.view(family, |_| false).ok();
+    match t.name.as_str() {
+        "REJECT" => {
+            let TargetView::Reject(w) = view()? else { return None };
+            Some(vec![opt1(false, "reject-with", w.as_str())])
+        }
+        "LOG" => {
+            let TargetView::Log(l) = view()? else { return None };
+            let mut out = Vec::new();
+            if let Some(p) = l.prefix {
+                out.push(opt1(false, "log-prefix", p));
+            }
+            if l.level != 4 {
+                out.push(opt1(false, "log-level", l.level.to_string()));
+            }
+            for (on, name) in [
+                (l.tcp_sequence, "log-tcp-sequence"),
+                (l.tcp_options, "log-tcp-options"),
+                (l.ip_options, "log-ip-options"),
+                (l.uid, "log-uid"),
+                (l.macdecode, "log-macdecode"),
+            ] {
+                if on {
+                    out.push(flag(name));
+                }
+            }
+            Some(out)
+        }
+        "MARK" => {
+            let TargetView::Mark(mm) = view()? else { return None };
+            Some(vec![opt1(false, "set-xmark", mm.saved_target())])
+        }
+        "CONNMARK" => connmark_target(t),
+        "DNAT" | "SNAT" => {
+            let (TargetView::Dnat(v) | TargetView::Snat(v)) = view()? else { return None };
+            let to = if t.name == "DNAT" { "to-destination" } else { "to-source" };
+            let mut out: Vec<Opt> = v.to.iter().map(|r| opt1(false, to, r.saved(family))).collect();
+            for (on, name) in [
+                (v.random, "random"),
+                (v.random_fully, "random-fully"),
+                (v.persistent, "persistent"),
+            ] {
+                if on {
+                    out.push(flag(name));
+                }
+            }
+            Some(out)
+        }
+        "MASQUERADE" | "REDIRECT" => {
+            let (TargetView::Masquerade(v) | TargetView::Redirect(v)) = view()? else {
+                return None;
+            };
+            let mut out = Vec::new();
+            if let Some(p) = v.ports {
+                let text =
+                    if p.lo == p.hi { p.lo.to_string() } else { format!("{}-{}", p.lo, p.hi) };
+                out.push(opt1(false, "to-ports", text));
+            }
+            for (on, name) in [(v.random, "random"), (v.random_fully, "random-fully")] {
+                if on {
+                    out.push(flag(name));
+                }
+            }
+            Some(out)
+        }
+        "NETMAP" => {
+            let [o] = t.opts.as_slice() else { return None };
+            let a: Address = arg(o)?.parse().ok()?;
+            a.family().filter(|f| *f == family)?;
+            Some(vec![opt1(false, "to", a.to_string())])
+        }
+        "DSCP" => {
+            let [o] = t.opts.as_slice() else { return None };
+            Some(vec![opt1(false, "set-dscp", hex2(dscp_value(&o.name, arg(o)?, "set-dscp")?))])
+        }
+        "TOS" => {
+            let [o] = t.opts.as_slice() else { return None };
+            let a = arg(o)?;
+            let (v, mask) = match o.name.as_str() {
+                "set-tos" => tos_value(a)?,
+                "and-tos" => (0, !parse_number(a, 255)? & 0xff),
+                "or-tos" => {
+                    let v = parse_number(a, 255)?;
+                    (v, v)
+                }
+                "xor-tos" => (parse_number(a, 255)?, 0),
+                _ => return None,
+            };
+            Some(vec![opt1(false, "set-tos", format!("{}/{}", hex2(v), hex2(mask)))])
+        }
+        "NFQUEUE" => nfqueue(t),
+        "NFLOG" => nflog(t, backend),
+        _ => None,
+    }
+}
+
+fn connmark_target(t: &Target) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    let (mut nfmask, mut ctmask) = (None, None);
+    let mut mode = None;
+    for o in &t.opts {
+        let a = || arg(o);
+        match o.name.as_str() {
+            "set-xmark" => {
+                out.push(opt1(false, "set-xmark", MarkMask::parse(a()?, "").ok()?.saved_target()))
+            }
+            "set-mark" => {
+                let m = MarkMask::parse(a()?, "").ok()?;
+                let mm = MarkMask { value: m.value, mask: m.value | m.mask };
+                out.push(opt1(false, "set-xmark", mm.saved_target()));
+            }
+            "and-mark" => {
+                let mm = MarkMask { value: 0, mask: !parse_u32(a()?)? };
+                out.push(opt1(false, "set-xmark", mm.saved_target()));
+            }
+            "or-mark" => {
+                let v = parse_u32(a()?)?;
+                out.push(opt1(false, "set-xmark", MarkMask { value: v, mask: v }.saved_target()));
+            }
+            "xor-mark" => {
+                let v = parse_u32(a()?)?;
+                out.push(opt1(false, "set-xmark", MarkMask { value: v, mask: 0 }.saved_target()));
+            }
+            "save-mark" | "restore-mark" => mode = Some(o.name.clone()),
+            "mask" => {
+                let v = parse_u32(a()?)?;
+                nfmask = Some(v);
+                ctmask = Some(v);
+            }
+            "nfmask" => nfmask = Some(parse_u32(a()?)?),
+            "ctmask" => ctmask = Some(parse_u32(a()?)?),
+            _ => return None,
+        }
+    }
+    if let Some(mode) = mode {
+        out.push(flag(&mode));
+        out.push(opt1(false, "nfmask", format!("{:#x}", nfmask.unwrap_or(u32::MAX))));
+        out.push(opt1(false, "ctmask", format!("{:#x}", ctmask.unwrap_or(u32::MAX))));
+    } else if nfmask.is_some() || ctmask.is_some() {
+        return None;
+    }
+    Some(out)
+}
+
+fn nfqueue(t: &Target) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    let mut has_queue = false;
+    for o in &t.opts {
+        match o.name.as_str() {
+            "queue-num" => {
+                has_queue = true;
+                out.push(opt1(false, "queue-num", parse_number(arg(o)?, 65535)?.to_string()));
+            }
+            "queue-balance" => {
+                has_queue = true;
+                let (lo, hi) = range(arg(o)?, 65534, |s| parse_number(s, 65535))?;
+                (lo < hi).then_some(())?;
+                out.push(opt1(false, "queue-balance", format!("{lo}:{hi}")));
+            }
+            _ => out.push(o.clone()),
+        }
+    }
+    if !has_queue {
+        out.insert(0, opt1(false, "queue-num", "0"));
+    }
+    Some(reorder(out, &["queue-num", "queue-balance", "queue-bypass", "queue-cpu-fanout"]))
+}
+
+fn nflog(t: &Target, backend: Backend) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    for o in &t.opts {
+        match o.name.as_str() {
+            "nflog-group" => {
+                let g = parse_number(arg(o)?, 65535)?;
+                if g != 0 {
+                    out.push(opt1(false, "nflog-group", g.to_string()));
+                }
+            }
+            "nflog-prefix" if backend == Backend::Legacy => {
+                let p = arg(o)?;
+                let cut =
+                    p.char_indices().map(|(i, c)| i + c.len_utf8()).take_while(|e| *e <= 63).last();
+                out.push(opt1(false, "nflog-prefix", &p[..cut.unwrap_or(0)]));
+            }
+            _ => out.push(o.clone()),
+        }
+    }
+    Some(reorder(
+        out,
+        &["nflog-prefix", "nflog-group", "nflog-size", "nflog-range", "nflog-threshold"],
+    ))
 }

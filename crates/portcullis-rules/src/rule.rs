@@ -203,7 +203,7 @@ impl Rule {
     }
 
     /// The chain this rule jumps or goes to, when `is_chain` says its target is a chain.
-    pub fn chain_ref<'a>(&'a self, is_chain: impl Fn(&str) -> bool) -> Option<&'a str> {
+    pub fn chain_ref(&self, is_chain: impl Fn(&str) -> bool) -> Option<&str> {
         match &self.action {
             Some(Action::Goto(c)) => Some(c.as_str()),
             Some(Action::Jump(t)) if is_chain(&t.name) => Some(&t.name),

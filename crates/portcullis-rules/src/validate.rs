@@ -1,10 +1,594 @@
-//! Validation of a whole ruleset.
+//! Validation of a whole ruleset: what iptables or the kernel would refuse.
+//!
+//! Checks, each error placed at its table, chain, rule number and source line:
+//! - chains: policies only on builtin chains, every builtin chain with a policy, no
+//!   chain declared twice;
+//! - rules: address families (`-s`/`-d`, `-f` only in IPv4), `! -p 0`, `-i` on output
+//!   hooks and `-o` on input hooks of builtin chains;
+//! - matches and targets: every value of the common extensions ([`crate::view`]), the
+//!   protocol a match or target needs (`-m tcp` needs `-p tcp`, `--reject-with tcp-reset`
+//!   too), the family of icmp/icmp6;
+//! - jumps and gotos to chains that do not exist or to builtin chains, and jump loops;
+//! - targets and matches in tables and hooks where the kernel refuses them (DNAT only in
+//!   nat PREROUTING/OUTPUT, REJECT only in filter INPUT/FORWARD/OUTPUT, CT only in raw,
+//!   owner only on OUTPUT/POSTROUTING…). A user chain is checked against every builtin
+//!   chain it is reachable from.
 
-use crate::error::ModelError;
-use crate::ruleset::Ruleset;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::Family;
+use crate::addr::Protocol;
+use crate::error::{Location, ModelError, ModelErrorKind};
+use crate::names::{TableName, hook_rank, is_target_name};
+use crate::rule::{Action, Rule};
+use crate::ruleset::{Ruleset, Table};
+use crate::view::{MatchView, NatTarget, RejectWith, TargetView};
+
+/// Hook bits, in the order of [`hook_rank`].
+const PRE: u8 = 1;
+const IN: u8 = 2;
+const FWD: u8 = 4;
+const OUT: u8 = 8;
+const POST: u8 = 16;
+const ALL_HOOKS: u8 = 31;
+
+fn hook_bit(chain: &str) -> u8 {
+    hook_rank(chain).map_or(0, |r| 1 << r)
+}
 
 /// Checks `ruleset` and returns every error found (empty when it is valid).
 pub fn validate(ruleset: &Ruleset) -> Vec<ModelError> {
-    let _ = ruleset;
-    Vec::new()
+    let mut errors = Vec::new();
+    for table in &ruleset.tables {
+        validate_table(table, ruleset.family, &mut errors);
+    }
+    errors
+}
+
+fn validate_table(table: &Table, family: Family, errors: &mut Vec<ModelError>) {
+    let tname = table.name;
+    let chain_loc = |chain: &str| Location {
+        table: Some(tname),
+        chain: Some(chain.to_owned()),
+        ..Location::default()
+    };
+    let mut seen = BTreeSet::new();
+    for c in &table.chains {
+        let name = c.name.as_str();
+        let loc =
+            Location { line: (c.origin.line > 0).then_some(c.origin.line), ..chain_loc(name) };
+        if !seen.insert(name) {
+            errors.push(
+                ModelError::new(ModelErrorKind::ChainExists(name.to_owned())).at(loc.clone()),
+            );
+        }
+        match (c.policy, tname.is_builtin(name)) {
+            (Some(p), false) => errors.push(
+                ModelError::new(ModelErrorKind::InvalidPolicy {
+                    chain: name.to_owned(),
+                    policy: p.as_str().to_owned(),
+                })
+                .at(loc),
+            ),
+            (None, true) => errors.push(
+                ModelError::new(ModelErrorKind::InvalidPolicy {
+                    chain: name.to_owned(),
+                    policy: "-".to_owned(),
+                })
+                .at(loc),
+            ),
+            _ => {}
+        }
+    }
+
+    let hooks = reachable_hooks(table);
+    for c in &table.chains {
+        let name = c.name.as_str();
+        let chain_hooks =
+            if c.is_builtin() { hook_bit(name) } else { hooks.get(name).copied().unwrap_or(0) };
+        for (i, rule) in c.rules.iter().enumerate() {
+            let loc = Location {
+                table: Some(tname),
+                chain: Some(name.to_owned()),
+                rule: Some(i + 1),
+                line: (rule.origin.line > 0).then_some(rule.origin.line),
+            };
+            let ctx =
+                Ctx { table, family, chain: name, builtin: c.is_builtin(), hooks: chain_hooks };
+            let before = errors.len();
+            check_rule(&ctx, rule, errors);
+            for e in &mut errors[before..] {
+                e.location = loc.clone();
+            }
+        }
+    }
+    find_loops(table, errors);
+}
+
+/// What a rule is checked against.
+struct Ctx<'a> {
+    table: &'a Table,
+    family: Family,
+    chain: &'a str,
+    builtin: bool,
+    /// The hooks the chain can be reached from (0: unreachable user chain).
+    hooks: u8,
+}
+
+impl Ctx<'_> {
+    /// Whether the rule may run in `table` only and only from `allowed` hooks.
+    fn allowed(&self, tables: &[TableName], allowed: u8) -> bool {
+        (tables.is_empty() || tables.contains(&self.table.name)) && self.hooks & !allowed == 0
+    }
+}
+
+/// For each user chain, the builtin hooks it is reachable from through jumps and gotos.
+fn reachable_hooks(table: &Table) -> BTreeMap<&str, u8> {
+    let mut out: BTreeMap<&str, u8> = BTreeMap::new();
+    for c in table.chains.iter().filter(|c| c.is_builtin()) {
+        let bit = hook_bit(c.name.as_str());
+        let mut stack = vec![c];
+        let mut visited = BTreeSet::new();
+        while let Some(ch) = stack.pop() {
+            for r in &ch.rules {
+                let Some(target) = r.chain_ref(|n| table.has_chain(n)) else { continue };
+                let Some(next) = table.chain(target) else { continue };
+                if next.is_builtin() || !visited.insert(target) {
+                    continue;
+                }
+                *out.entry(next.name.as_str()).or_default() |= bit;
+                stack.push(next);
+            }
+        }
+    }
+    out
+}
+
+fn err(kind: ModelErrorKind) -> ModelError {
+    ModelError::new(kind)
+}
+
+fn not_allowed(target: &str, allowed: &'static str) -> ModelError {
+    err(ModelErrorKind::TargetNotAllowed { target: target.to_owned(), allowed })
+}
+
+/// The protocol number of `-p` when it is given and not negated.
+fn proto_of(rule: &Rule) -> Option<u8> {
+    rule.proto.as_ref().filter(|p| !p.negated).and_then(|p| p.value.number())
+}
+
+fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
+    let family = ctx.family;
+    // Base fields.
+    for (flag, a) in [("-s", &rule.src), ("-d", &rule.dst)] {
+        if let Some(a) = a
+            && a.value.family().is_some_and(|f| f != family)
+        {
+            errors.push(err(ModelErrorKind::WrongFamily(format!("{flag} {}", a.value))));
+        }
+    }
+    if family == Family::V6 && rule.fragment.is_some() {
+        errors.push(err(ModelErrorKind::WrongFamily("-f is IPv4 only".into())));
+    }
+    if let Some(p) = &rule.proto
+        && p.negated
+        && p.value == Protocol::Number(0)
+    {
+        errors.push(crate::error::invalid("-p", "! 0", "a protocol that can be negated (not all)"));
+    }
+    if ctx.builtin {
+        if rule.in_iface.is_some() && matches!(ctx.chain, "OUTPUT" | "POSTROUTING") {
+            errors.push(not_allowed("-i", "in PREROUTING, INPUT and FORWARD"));
+        }
+        if rule.out_iface.is_some() && matches!(ctx.chain, "PREROUTING" | "INPUT") {
+            errors.push(not_allowed("-o", "in FORWARD, OUTPUT and POSTROUTING"));
+        }
+    }
+
+    // Matches.
+    let proto = proto_of(rule);
+    for m in &rule.matches {
+        let needs: Option<(&[u8], &'static str)> = match m.name.as_str() {
+            "tcp" | "tcpmss" => Some((&[6], "-p tcp")),
+            "udp" => Some((&[17], "-p udp")),
+            "icmp" => Some((&[1], "-p icmp")),
+            "icmp6" => Some((&[58], "-p ipv6-icmp")),
+            "sctp" => Some((&[132], "-p sctp")),
+            "dccp" => Some((&[33], "-p dccp")),
+            "udplite" => Some((&[136], "-p udplite")),
+            "esp" => Some((&[50], "-p esp")),
+            "ipcomp" => Some((&[108], "-p ipcomp")),
+            "ah" if family == Family::V4 => Some((&[51], "-p ah")),
+            "mh" => Some((&[135], "-p mobility-header")),
+            "multiport" => Some((&[6, 17, 33, 132, 136], "-p tcp, udp, udplite, sctp or dccp")),
+            _ => None,
+        };
+        if let Some((protos, what)) = needs
+            && !proto.is_some_and(|p| protos.contains(&p))
+        {
+            errors.push(err(ModelErrorKind::MissingOption { module: m.name.clone(), what }));
+        }
+        match (m.name.as_str(), family) {
+            ("icmp", Family::V6) => {
+                errors.push(err(ModelErrorKind::WrongFamily("-m icmp in IPv6 (use icmp6)".into())));
+                continue;
+            }
+            ("icmp6", Family::V4) => {
+                errors.push(err(ModelErrorKind::WrongFamily("-m icmp6 in IPv4 (use icmp)".into())));
+                continue;
+            }
+            ("rt" | "frag" | "hbh" | "dst" | "mh" | "ipv6header" | "eui64" | "srh", Family::V4) => {
+                errors
+                    .push(err(ModelErrorKind::WrongFamily(format!("-m {} is IPv6 only", m.name))));
+                continue;
+            }
+            _ => {}
+        }
+        match m.view(family) {
+            Err(e) => errors.push(e),
+            Ok(MatchView::Owner(_)) if !ctx.allowed(&[], OUT | POST) => {
+                errors.push(not_allowed("-m owner", "in OUTPUT and POSTROUTING"));
+            }
+            Ok(MatchView::Mac(_)) if !ctx.allowed(&[], PRE | IN | FWD) => {
+                errors.push(not_allowed("-m mac", "in PREROUTING, INPUT and FORWARD"));
+            }
+            Ok(MatchView::AddrType(a)) => {
+                if a.limit_iface_in && !ctx.allowed(&[], PRE | IN | FWD) {
+                    errors
+                        .push(not_allowed("--limit-iface-in", "in PREROUTING, INPUT and FORWARD"));
+                }
+                if a.limit_iface_out && !ctx.allowed(&[], OUT | POST | FWD) {
+                    errors.push(not_allowed(
+                        "--limit-iface-out",
+                        "in OUTPUT, POSTROUTING and FORWARD",
+                    ));
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+
+    // Action.
+    let Some(action) = &rule.action else { return };
+    let t = match action {
+        Action::Goto(c) => {
+            check_chain_ref(ctx, c.as_str(), errors);
+            return;
+        }
+        Action::Jump(t) => t,
+    };
+    let name = t.name.as_str();
+    if !is_target_name(name) && !matches!(name, "ACCEPT" | "DROP" | "RETURN" | "QUEUE") {
+        check_chain_ref(ctx, name, errors);
+        return;
+    }
+    let view = match t.view(family, |n| ctx.table.has_chain(n)) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push(e);
+            return;
+        }
+    };
+    use TableName::{Filter, Mangle, Nat, Raw, Security};
+    let ports_need_proto = |nat_ports: bool, errors: &mut Vec<ModelError>| {
+        if nat_ports && !proto.is_some_and(|p| [6, 17, 33, 132, 136].contains(&p)) {
+            errors.push(err(ModelErrorKind::MissingOption {
+                module: name.to_owned(),
+                what: "-p tcp, udp, udplite, sctp or dccp with a port specification",
+            }));
+        }
+    };
+    let nat_ports = |v: &NatTarget| v.to.iter().any(|r| r.ports.is_some());
+    match &view {
+        TargetView::Dnat(v) => {
+            if !ctx.allowed(&[Nat], PRE | OUT) {
+                errors.push(not_allowed(name, "in the nat table, in PREROUTING and OUTPUT"));
+            }
+            ports_need_proto(nat_ports(v), errors);
+        }
+        TargetView::Snat(v) => {
+            if !ctx.allowed(&[Nat], POST | IN) {
+                errors.push(not_allowed(name, "in the nat table, in POSTROUTING and INPUT"));
+            }
+            ports_need_proto(nat_ports(v), errors);
+        }
+        TargetView::Masquerade(v) => {
+            if !ctx.allowed(&[Nat], POST) {
+                errors.push(not_allowed(name, "in the nat table, in POSTROUTING"));
+            }
+            ports_need_proto(v.ports.is_some(), errors);
+        }
+        TargetView::Redirect(v) => {
+            if !ctx.allowed(&[Nat], PRE | OUT) {
+                errors.push(not_allowed(name, "in the nat table, in PREROUTING and OUTPUT"));
+            }
+            ports_need_proto(v.ports.is_some(), errors);
+        }
+        TargetView::Reject(with) => {
+            if !ctx.allowed(&[Filter], IN | FWD | OUT) {
+                errors.push(not_allowed(name, "in the filter table, in INPUT, FORWARD and OUTPUT"));
+            }
+            if *with == RejectWith::TcpReset && proto != Some(6) {
+                errors.push(err(ModelErrorKind::MissingOption {
+                    module: "REJECT --reject-with tcp-reset".into(),
+                    what: "-p tcp",
+                }));
+            }
+        }
+        TargetView::Ct(_) | TargetView::Notrack if !ctx.allowed(&[Raw], ALL_HOOKS) => {
+            errors.push(not_allowed(name, "in the raw table"));
+        }
+        _ => {}
+    }
+    let rule_for: Option<(&[TableName], u8, &'static str)> = match name {
+        "NETMAP" => Some((&[Nat], ALL_HOOKS, "in the nat table")),
+        "TRACE" => Some((&[Raw], ALL_HOOKS, "in the raw table")),
+        "TOS" | "DSCP" | "TTL" | "HL" | "ECN" | "CHECKSUM" => {
+            Some((&[Mangle], ALL_HOOKS, "in the mangle table"))
+        }
+        "TPROXY" => Some((&[Mangle], PRE, "in the mangle table, in PREROUTING")),
+        "CLASSIFY" => Some((
+            &[Mangle],
+            OUT | FWD | POST,
+            "in the mangle table, in OUTPUT, FORWARD and POSTROUTING",
+        )),
+        "SECMARK" | "CONNSECMARK" => {
+            Some((&[Mangle, Security], ALL_HOOKS, "in the mangle and security tables"))
+        }
+        "TCPMSS" if t.opt("clamp-mss-to-pmtu").is_some() => Some((
+            &[],
+            FWD | OUT | POST,
+            "in FORWARD, OUTPUT and POSTROUTING with --clamp-mss-to-pmtu",
+        )),
+        _ => None,
+    };
+    if let Some((tables, hooks, text)) = rule_for
+        && !ctx.allowed(tables, hooks)
+    {
+        errors.push(not_allowed(name, text));
+    }
+    if name == "TCPMSS" && proto != Some(6) {
+        errors.push(err(ModelErrorKind::MissingOption { module: name.to_owned(), what: "-p tcp" }));
+    }
+}
+
+fn check_chain_ref(ctx: &Ctx<'_>, name: &str, errors: &mut Vec<ModelError>) {
+    match ctx.table.chain(name) {
+        None => errors.push(err(ModelErrorKind::UndefinedChain(name.to_owned()))),
+        Some(c) if c.is_builtin() => {
+            errors.push(not_allowed(name, "as a policy; builtin chains cannot be jumped to"));
+        }
+        Some(_) => {}
+    }
+}
+
+/// Reports every cycle of jumps and gotos between user chains, once, at the rule that
+/// closes it.
+fn find_loops(table: &Table, errors: &mut Vec<ModelError>) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Color {
+        White,
+        Grey,
+        Black,
+    }
+    let names: Vec<&str> = table.chains.iter().map(|c| c.name.as_str()).collect();
+    let index = |n: &str| names.iter().position(|x| *x == n);
+    let mut color = vec![Color::White; names.len()];
+    let mut reported: BTreeSet<Vec<usize>> = BTreeSet::new();
+    for start in 0..names.len() {
+        if color[start] != Color::White {
+            continue;
+        }
+        // Iterative DFS: (chain, next rule index).
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        color[start] = Color::Grey;
+        while let Some(&mut (ci, ref mut ri)) = stack.last_mut() {
+            let rules = &table.chains[ci].rules;
+            if *ri >= rules.len() {
+                color[ci] = Color::Black;
+                stack.pop();
+                continue;
+            }
+            let r = *ri;
+            *ri += 1;
+            let Some(target) = rules[r].chain_ref(|n| table.has_chain(n)).and_then(index) else {
+                continue;
+            };
+            match color[target] {
+                Color::White => {
+                    color[target] = Color::Grey;
+                    stack.push((target, 0));
+                }
+                Color::Grey => {
+                    let pos = stack.iter().position(|(c, _)| *c == target).unwrap_or(0);
+                    let cycle: Vec<usize> = stack[pos..].iter().map(|(c, _)| *c).collect();
+                    let mut key = cycle.clone();
+                    key.sort_unstable();
+                    if reported.insert(key) {
+                        let mut path: Vec<String> =
+                            cycle.iter().map(|c| names[*c].to_owned()).collect();
+                        path.push(names[target].to_owned());
+                        let rule = &rules[r];
+                        errors.push(err(ModelErrorKind::JumpLoop(path)).at(Location {
+                            table: Some(table.name),
+                            chain: Some(names[ci].to_owned()),
+                            rule: Some(r + 1),
+                            line: (rule.origin.line > 0).then_some(rule.origin.line),
+                        }));
+                    }
+                }
+                Color::Black => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Chain, ChainName, Command, Match, Negatable, Opt, Origin, Policy, Target};
+
+    fn rule(proto: Option<u8>, matches: Vec<Match>, target: Option<&str>) -> Rule {
+        Rule {
+            proto: proto.map(|p| Negatable::plain(Protocol::Number(p))),
+            matches,
+            action: target.map(|t| Action::Jump(Target::new(t))),
+            origin: Origin { line: 7 },
+            ..Rule::default()
+        }
+    }
+
+    fn m(name: &str, opts: &[(&str, &[&str])]) -> Match {
+        Match { name: name.into(), opts: opts.iter().map(|(n, a)| Opt::new(n, a)).collect() }
+    }
+
+    fn rs(table: TableName, chains: &[&str], rules: Vec<(&str, Rule)>) -> Ruleset {
+        let mut rs = Ruleset::new(Family::V4);
+        for c in chains {
+            rs.execute(table, Command::NewChain(ChainName::new(c).unwrap())).unwrap();
+        }
+        rs.table_or_default(table);
+        for (chain, r) in rules {
+            rs.execute(table, Command::Append { chain: chain.into(), rule: r }).unwrap();
+        }
+        rs
+    }
+
+    fn kinds(rs: &Ruleset) -> Vec<String> {
+        validate(rs).iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn valid_ruleset() {
+        let r = rs(
+            TableName::Filter,
+            &["LOGDROP"],
+            vec![
+                ("INPUT", rule(Some(6), vec![m("tcp", &[("dport", &["22"])])], Some("ACCEPT"))),
+                ("INPUT", rule(None, vec![], Some("LOGDROP"))),
+                ("LOGDROP", rule(None, vec![], Some("LOG"))),
+                ("LOGDROP", rule(None, vec![], Some("REJECT"))),
+            ],
+        );
+        assert_eq!(kinds(&r), Vec::<String>::new());
+    }
+
+    #[test]
+    fn location_and_values() {
+        let r = rs(
+            TableName::Filter,
+            &[],
+            vec![
+                ("INPUT", rule(Some(6), vec![], Some("ACCEPT"))),
+                ("INPUT", rule(Some(6), vec![m("tcp", &[("dport", &["65536"])])], None)),
+            ],
+        );
+        let e = validate(&r);
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            e[0].location,
+            Location {
+                table: Some(TableName::Filter),
+                chain: Some("INPUT".into()),
+                rule: Some(2),
+                line: Some(7)
+            }
+        );
+        let r = rs(
+            TableName::Filter,
+            &[],
+            vec![("INPUT", rule(None, vec![m("tcp", &[("dport", &["1"])])], None))],
+        );
+        assert!(matches!(validate(&r)[0].kind, ModelErrorKind::MissingOption { .. }));
+        let r = rs(
+            TableName::Filter,
+            &[],
+            vec![("INPUT", rule(Some(6), vec![m("tcp", &[("sport", &["4:3"])])], None))],
+        );
+        assert!(matches!(validate(&r)[0].kind, ModelErrorKind::InvertedRange { .. }));
+    }
+
+    #[test]
+    fn targets_in_wrong_place() {
+        let r = rs(TableName::Filter, &[], vec![("INPUT", rule(None, vec![], Some("DNAT")))]);
+        assert!(matches!(validate(&r)[0].kind, ModelErrorKind::TargetNotAllowed { .. }));
+        let mut dnat = rule(Some(6), vec![], None);
+        let mut t = Target::new("DNAT");
+        t.opts.push(Opt::new("to-destination", &["10.0.0.1:80"]));
+        dnat.action = Some(Action::Jump(t));
+        let ok = rs(
+            TableName::Nat,
+            &["SVC"],
+            vec![("PREROUTING", rule(None, vec![], Some("SVC"))), ("SVC", dnat.clone())],
+        );
+        assert_eq!(kinds(&ok), Vec::<String>::new());
+        let bad = rs(
+            TableName::Nat,
+            &["SVC"],
+            vec![("POSTROUTING", rule(None, vec![], Some("SVC"))), ("SVC", dnat)],
+        );
+        assert_eq!(validate(&bad).len(), 1);
+        let r =
+            rs(TableName::Mangle, &[], vec![("PREROUTING", rule(None, vec![], Some("REJECT")))]);
+        assert_eq!(validate(&r).len(), 1);
+        let r = rs(TableName::Nat, &[], vec![("PREROUTING", rule(None, vec![], Some("MARK")))]);
+        // MARK is allowed in every table; it only misses its option here.
+        assert!(matches!(validate(&r)[0].kind, ModelErrorKind::MissingOption { .. }));
+        let r = rs(
+            TableName::Filter,
+            &[],
+            vec![("INPUT", rule(None, vec![m("owner", &[("uid-owner", &["0"])])], None))],
+        );
+        assert_eq!(validate(&r).len(), 1);
+        let mut reset = Target::new("REJECT");
+        reset.opts.push(Opt::new("reject-with", &["tcp-reset"]));
+        let mut rr = rule(None, vec![], None);
+        rr.action = Some(Action::Jump(reset));
+        let r = rs(TableName::Filter, &[], vec![("INPUT", rr)]);
+        assert_eq!(validate(&r).len(), 1);
+    }
+
+    #[test]
+    fn chains_and_loops() {
+        let r = rs(TableName::Filter, &[], vec![("INPUT", rule(None, vec![], Some("NOPE")))]);
+        assert!(matches!(&validate(&r)[0].kind, ModelErrorKind::UndefinedChain(c) if c == "NOPE"));
+        let r = rs(
+            TableName::Filter,
+            &["A", "B", "C"],
+            vec![
+                ("INPUT", rule(None, vec![], Some("A"))),
+                ("A", rule(None, vec![], Some("B"))),
+                ("B", rule(None, vec![], Some("C"))),
+                ("C", rule(None, vec![], Some("A"))),
+            ],
+        );
+        let e = validate(&r);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(matches!(&e[0].kind, ModelErrorKind::JumpLoop(p) if p.len() == 4));
+        assert_eq!(e[0].location.chain.as_deref(), Some("C"));
+        let mut r = rs(TableName::Filter, &["X"], vec![]);
+        let t = r.table_mut(TableName::Filter).unwrap();
+        t.chains.push(Chain::builtin("PREROUTING", Policy::Accept));
+        t.chains.push(Chain::user(ChainName::new("X").unwrap()));
+        let e = validate(&r);
+        assert_eq!(e.len(), 2, "{e:?}");
+    }
+
+    #[test]
+    fn families() {
+        let mut r = rule(None, vec![], None);
+        r.src = Some(Negatable::plain("2001:db8::1".parse().unwrap()));
+        r.fragment = Some(false);
+        let set = rs(TableName::Filter, &[], vec![("INPUT", r)]);
+        assert_eq!(validate(&set).len(), 1);
+        let mut v6 = set.clone();
+        v6.family = Family::V6;
+        assert_eq!(validate(&v6).len(), 1);
+        let r = rs(
+            TableName::Filter,
+            &[],
+            vec![("INPUT", rule(Some(1), vec![m("icmp", &[("icmp-type", &["256"])])], None))],
+        );
+        assert_eq!(validate(&r).len(), 1);
+    }
 }
