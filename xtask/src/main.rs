@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
+mod baseline;
+
 fn project_root() -> PathBuf {
     let dir =
         env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
@@ -18,7 +20,7 @@ fn project_root() -> PathBuf {
 
 fn usage() -> &'static str {
     "usage: cargo xtask <task> [args]\n\
-     tasks:\n  bench <what>   run a benchmark (parse)\n"
+     tasks:\n  bench <what>   run a benchmark (parse)\n  baseline [NNNN]  capture real iptables output for the fixtures\n"
 }
 
 fn main() -> Result<()> {
@@ -29,6 +31,7 @@ fn main() -> Result<()> {
     };
     let rest = &args[1..];
     match task.as_str() {
+        "baseline" => baseline::run(&project_root(), rest),
         "bench" => match rest.first().map(String::as_str) {
             Some(other) => bail!("unknown benchmark {other:?}"),
             None => bail!("bench needs a name"),
