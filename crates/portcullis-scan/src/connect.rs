@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::mpsc;
 
-use crate::engine::{ConnectOutcome, Engine, Probe, ScanReport};
-use crate::raw::Progress;
+use crate::engine::{ConnectOutcome, Engine, Probe, Progress, ScanReport};
 use crate::state::{IcmpKind, Reason};
 
 /// Upper bound on simultaneous connect attempts (stays below the usual 1024 fd limit).
@@ -107,12 +106,7 @@ pub fn run(mut engine: Engine, progress: &mut dyn FnMut(Progress)) -> io::Result
             }
             if now >= last_progress + Duration::from_millis(100) {
                 last_progress = now;
-                progress(Progress {
-                    answered: engine.answered_count(),
-                    total: engine.task_count(),
-                    probes_sent: engine.probes_sent(),
-                    pass: engine.pass(),
-                });
+                progress(engine.progress());
             }
             let Some(deadline) = engine.poll_timeout(now) else { break };
             let wait = deadline.saturating_sub(epoch.elapsed()).max(Duration::from_micros(100));

@@ -167,6 +167,19 @@ pub enum ConnectOutcome {
     TimedOut,
 }
 
+/// How far a scan is (for progress displays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// (host, port) pairs with an answer.
+    pub answered: usize,
+    /// (host, port) pairs.
+    pub total: usize,
+    /// Probes sent.
+    pub probes_sent: u64,
+    /// Current pass.
+    pub pass: u8,
+}
+
 /// The recorded answer of one port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PortResult {
@@ -339,24 +352,14 @@ impl Engine {
         self.scan_type
     }
 
-    /// Number of (host, port) pairs.
-    pub fn task_count(&self) -> usize {
-        self.tasks.len()
-    }
-
-    /// Number of (host, port) pairs that have an answer.
-    pub fn answered_count(&self) -> usize {
-        self.tasks.iter().filter(|t| t.answer.is_some()).count()
-    }
-
-    /// Probes sent so far.
-    pub fn probes_sent(&self) -> u64 {
-        self.probes_sent
-    }
-
-    /// The current pass (1 for the first).
-    pub fn pass(&self) -> u8 {
-        self.pass
+    /// How far the scan is.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            answered: self.tasks.iter().filter(|t| t.answer.is_some()).count(),
+            total: self.tasks.len(),
+            probes_sent: self.probes_sent,
+            pass: self.pass,
+        }
     }
 
     fn tries_allowed(&self) -> u8 {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::engine::{Engine, Probe};
+use crate::engine::{Engine, Probe, Progress};
 use crate::state::ScanType;
 
 const ETH_P_ALL: u16 = 0x0003;
@@ -98,19 +98,6 @@ fn open_receiver() -> io::Result<Socket> {
     Ok(s)
 }
 
-/// Progress as the driver reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// (host, port) pairs with an answer.
-    pub answered: usize,
-    /// (host, port) pairs.
-    pub total: usize,
-    /// Probes sent.
-    pub probes_sent: u64,
-    /// Current pass.
-    pub pass: u8,
-}
-
 /// Drives `engine` to the end with raw sockets, in the calling thread's network namespace.
 /// `progress` is called about every 100 ms.
 pub fn run(
@@ -173,12 +160,7 @@ pub fn run(
             }
             if now >= last_progress + Duration::from_millis(100) {
                 last_progress = now;
-                progress(Progress {
-                    answered: engine.answered_count(),
-                    total: engine.task_count(),
-                    probes_sent: engine.probes_sent(),
-                    pass: engine.pass(),
-                });
+                progress(engine.progress());
             }
             if burst == 512 {
                 continue;

@@ -5,8 +5,9 @@ use std::hash::BuildHasher;
 use std::io;
 use std::net::IpAddr;
 
+use crate::engine::Progress;
 use crate::engine::{ConfigError, Engine, EngineConfig, ScanReport, Target};
-use crate::raw::{Progress, source_for};
+use crate::raw::source_for;
 use crate::state::ScanType;
 use crate::timing::Timing;
 

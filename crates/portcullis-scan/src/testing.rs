@@ -226,3 +226,20 @@ pub fn run_simulated(mut engine: Engine, target: &mut SimTarget) -> (ScanReport,
     }
     (engine.finish(), now)
 }
+
+/// `"port/proto state reason"` lines for the first host's ports that are not silent,
+/// then one line counting the silent ones: a compact, exact picture for tests.
+pub fn summary(r: &ScanReport) -> String {
+    let silent = r.scan_type.silent_state();
+    let mut s = String::new();
+    let mut quiet = 0;
+    for p in &r.hosts[0].ports {
+        if p.state == silent && p.reason.as_str() == "no-response" {
+            quiet += 1;
+        } else {
+            s.push_str(&format!("{}/{} {} {}\n", p.port, p.protocol, p.state, p.reason));
+        }
+    }
+    s.push_str(&format!("{quiet} {silent} no-response\n"));
+    s
+}

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use portcullis_scan::engine::{Engine, EngineConfig, ScanReport, Target};
+use portcullis_scan::engine::{Engine, EngineConfig, Target};
 use portcullis_scan::ports::top_ports;
 use portcullis_scan::state::{Protocol, ScanType};
-use portcullis_scan::testing::{Behavior, SimTarget, run_simulated};
+use portcullis_scan::testing::{Behavior, SimTarget, run_simulated, summary};
 use portcullis_scan::timing::Timing;
 
 fn rig_target(udp: bool) -> SimTarget {
@@ -47,22 +47,6 @@ fn engine(scan_type: ScanType, ports: Vec<u16>, seed: u64) -> Engine {
         seed,
     };
     Engine::new(cfg).unwrap()
-}
-
-/// "port state reason" lines for every port not in the silent default.
-fn summary(r: &ScanReport) -> String {
-    let silent = r.scan_type.silent_state();
-    let mut s = String::new();
-    let mut quiet = 0;
-    for p in &r.hosts[0].ports {
-        if p.state == silent && p.reason.as_str() == "no-response" {
-            quiet += 1;
-        } else {
-            s.push_str(&format!("{}/{} {} {}\n", p.port, p.protocol, p.state, p.reason));
-        }
-    }
-    s.push_str(&format!("{quiet} {silent} no-response\n"));
-    s
 }
 
 const SYN_EXPECT: &str = "22/tcp open syn-ack\n25/tcp closed reset\n80/tcp open syn-ack\n110/tcp filtered port-unreach\n113/tcp filtered admin-prohibited\n443/tcp closed reset\n94 filtered no-response\n";

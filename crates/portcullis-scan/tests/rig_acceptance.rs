@@ -5,11 +5,12 @@
 
 mod common;
 
-use common::{Rig, TARGET, rig_available, summary};
+use common::{Rig, TARGET, rig_available};
 use portcullis_scan::engine::ScanReport;
 use portcullis_scan::ports::top_ports;
 use portcullis_scan::scan::ScanConfig;
 use portcullis_scan::state::ScanType;
+use portcullis_scan::testing::summary;
 use portcullis_scan::timing::Timing;
 
 const SYN: &str = "\

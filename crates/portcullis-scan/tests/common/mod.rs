@@ -252,19 +252,3 @@ pub(crate) fn in_rig_range(a: IpAddr) -> bool {
         IpAddr::V6(_) => false,
     }
 }
-
-/// "port/proto state reason" for every port not silent, then the silent count.
-pub(crate) fn summary(r: &ScanReport) -> String {
-    let silent = r.scan_type.silent_state();
-    let mut s = String::new();
-    let mut quiet = 0;
-    for p in &r.hosts[0].ports {
-        if p.state == silent && p.reason.as_str() == "no-response" {
-            quiet += 1;
-        } else {
-            s.push_str(&format!("{}/{} {} {}\n", p.port, p.protocol, p.state, p.reason));
-        }
-    }
-    s.push_str(&format!("{quiet} {silent} no-response\n"));
-    s
-}
