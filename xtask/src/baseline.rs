@@ -16,8 +16,8 @@
 //! `iptables` bound to the backend's binary, and `iptables-save` is captured.
 //!
 //! Name resolution is pinned so the captures do not depend on this machine: `ip netns
-//! exec` bind-mounts `/etc/netns/<ns>/{hosts,networks,resolv.conf}`, which the task
-//! creates empty (and removes), so `-L` without `-n` prints numeric addresses and only
+//! exec` bind-mounts `/etc/netns/<ns>/{hosts,networks,resolv.conf,nsswitch.conf}`, which
+//! the task creates (empty, and `files` only for nsswitch) and removes, so `-L` without `-n` prints numeric addresses and only
 //! `/etc/services` and `/etc/protocols` names. The namespace has loopback only, so no
 //! lookup ever leaves it.
 
@@ -65,6 +65,11 @@ impl PinnedResolver {
         for f in ["hosts", "networks", "resolv.conf"] {
             fs::write(dir.join(f), "").with_context(|| format!("write {}/{f}", dir.display()))?;
         }
+        // Files only: no DNS query, so no loopback traffic moves the counters between
+        // two captures.
+        let nss = "passwd: files\ngroup: files\nhosts: files\nnetworks: files\nservices: files\nprotocols: files\n";
+        fs::write(dir.join("nsswitch.conf"), nss)
+            .with_context(|| format!("write {}/nsswitch.conf", dir.display()))?;
         Ok(Self { dir })
     }
 }
@@ -244,7 +249,8 @@ fn capture_rules(fixture: &Path, out_root: &Path, backend: &str) -> Result<()> {
         bin: bin.clone(),
         dir,
         meta: format!(
-            "binary: {bin}\nversion: {version}\nbackend: {backend}\nfixture: {stem}.rules (loaded with {bin}-restore {})\n", restore_args.join(" ")
+            "binary: {bin}\nversion: {version}\nbackend: {backend}\nfixture: {stem}.rules (loaded with {bin}-restore {})\n",
+            restore_args.join(" ")
         ),
     };
     let save_bin = format!("{bin}-save");
