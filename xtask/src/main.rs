@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 
 mod baseline;
+mod bench_apply;
+mod kube_gen;
 
 fn project_root() -> PathBuf {
     let dir =
@@ -33,6 +35,7 @@ fn main() -> Result<()> {
     match task.as_str() {
         "baseline" => baseline::run(&project_root(), rest),
         "bench" => match rest.first().map(String::as_str) {
+            Some("apply") => bench_apply::run(&rest[1..]),
             Some(other) => bail!("unknown benchmark {other:?}"),
             None => bail!("bench needs a name"),
         },

@@ -26,6 +26,17 @@ enum Command {
     Fmt(cmd::fmt::Args),
     /// Check a ruleset file; print diagnostics and exit 1 on errors
     Check(cmd::check::Args),
+    /// Apply a ruleset to the kernel atomically, with a lock-out guard and confirm-or-revert
+    Apply(cmd::apply::Args),
+    /// Confirm a pending `apply --confirm` (run it over a new connection)
+    Confirm(cmd::apply::ConfirmArgs),
+    /// Save the live ruleset to the distribution's path, atomically
+    Save(cmd::apply::SaveArgs),
+    /// Put the backup kept by the last save back in place
+    RestoreBackup(cmd::apply::RestoreBackupArgs),
+    /// The detached watchdog of `apply --confirm` (internal)
+    #[command(name = "__watchdog", hide = true)]
+    Watchdog(cmd::apply::WatchdogArgs),
     /// Run the seed article's workflow on its built-in example server
     Demo(cmd::demo::Args),
 }
@@ -35,6 +46,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Fmt(args) => cmd::fmt::run(args),
         Command::Check(args) => cmd::check::run(args),
+        Command::Apply(args) => cmd::apply::run(args),
+        Command::Confirm(args) => cmd::apply::run_confirm(args),
+        Command::Save(args) => cmd::apply::run_save(args),
+        Command::RestoreBackup(args) => cmd::apply::run_restore_backup(args),
+        Command::Watchdog(args) => cmd::apply::run_watchdog(args),
         Command::Demo(args) => cmd::demo::run(args),
     };
     match result {

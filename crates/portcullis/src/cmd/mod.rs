@@ -2,6 +2,7 @@
 
 use std::io::Write as _;
 
+pub(crate) mod apply;
 pub(crate) mod check;
 pub(crate) mod demo;
 pub(crate) mod fmt;

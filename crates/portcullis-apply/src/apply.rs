@@ -1,0 +1,496 @@
+//! The apply itself: validate, guard, lock, snapshot, restore, roll back, read back.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use portcullis_rules::{Backend, Family, Ruleset, Table, TableName, validate};
+use portcullis_syntax::{parse_rules_spec, parse_save_as, render_rule};
+
+use crate::error::{ApplyError, FailureKind, Rejected, RestoreFailure, Span, blamed_token};
+use crate::exec::{Counters, RestoreFlags, Target};
+use crate::guard::{self, GuardReport};
+use crate::plan::{LineSource, Plan, RestoreInput, TableAction, comparable};
+
+/// How to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOptions {
+    /// Rewrite only the chains that changed (`--noflush`).
+    pub incremental: bool,
+    /// Apply although the lock-out guard says the management path is cut.
+    pub force: bool,
+    /// The `SSH_CONNECTION` the command runs over, for the guard.
+    pub ssh_connection: Option<String>,
+    /// Read the kernel's ruleset back after applying and report drift.
+    pub verify: bool,
+    /// How long to wait for another portcullis apply on the same namespace.
+    pub lock_wait: Duration,
+}
+
+impl ApplyOptions {
+    /// Full apply, guard on, verify on, `SSH_CONNECTION` from the environment.
+    pub fn from_env() -> Self {
+        Self {
+            incremental: false,
+            force: false,
+            ssh_connection: std::env::var("SSH_CONNECTION").ok().filter(|s| !s.trim().is_empty()),
+            verify: true,
+            lock_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The kernel's ruleset before an apply, as `iptables-save -c` printed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The family.
+    pub family: Family,
+    /// The backend that printed it.
+    pub backend: Backend,
+    /// The whole save text.
+    pub text: String,
+}
+
+impl Snapshot {
+    /// The `*table … COMMIT` block of `table`, when the table existed.
+    pub fn block(&self, table: TableName) -> Option<String> {
+        table_block(&self.text, table)
+    }
+}
+
+/// The `*table … COMMIT` block of `table` in save text, without `#` lines.
+pub(crate) fn table_block(text: &str, table: TableName) -> Option<String> {
+    let header = format!("*{table}");
+    let mut out = String::new();
+    let mut inside = false;
+    for l in text.lines() {
+        if !inside {
+            if l.trim_end() == header {
+                inside = true;
+                out.push_str(l);
+                out.push('\n');
+            }
+            continue;
+        }
+        if l.starts_with('#') {
+            continue;
+        }
+        out.push_str(l);
+        out.push('\n');
+        if l.trim_end() == "COMMIT" {
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// A rule or chain whose state in the kernel differs from the ruleset after applying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// The table.
+    pub table: TableName,
+    /// The chain.
+    pub chain: String,
+    /// What the ruleset says and the kernel does not hold (refused or rewritten), in
+    /// canonical `-A` form.
+    pub missing: Vec<String>,
+    /// What the kernel holds and the ruleset does not say.
+    pub unexpected: Vec<String>,
+    /// A note for differences that are not rules (policy, order, a missing chain).
+    pub note: Option<String>,
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "table {} chain {}", self.table, self.chain)?;
+        if let Some(n) = &self.note {
+            write!(f, ": {n}")?;
+        }
+        for m in &self.missing {
+            write!(f, "\n    expected, not in the kernel: {m}")?;
+        }
+        for u in &self.unexpected {
+            write!(f, "\n    in the kernel instead:       {u}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An apply that has passed every check, holds the namespace's apply lock and has taken
+/// its snapshot, but has not touched the kernel yet. [`Prepared::commit`] carries it out.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The target.
+    pub target: Target,
+    /// The ruleset to apply.
+    pub desired: Ruleset,
+    /// The plan.
+    pub plan: Plan,
+    /// The exact iptables-restore input.
+    pub input: RestoreInput,
+    /// The guard's reasoning.
+    pub guard: GuardReport,
+    /// The kernel's ruleset before the apply.
+    pub snapshot: Snapshot,
+    verify: bool,
+    _lock: Option<Flock<File>>,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// The plan carried out.
+    pub plan: Plan,
+    /// The kernel's ruleset before the apply.
+    pub snapshot: Snapshot,
+    /// Differences between the ruleset and what the kernel holds after it (warnings).
+    pub drift: Vec<Drift>,
+}
+
+/// The directory of portcullis' runtime state (apply locks, confirm backups):
+/// `PORTCULLIS_STATE_DIR`, else `/run/portcullis`.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("PORTCULLIS_STATE_DIR")
+        .map_or_else(|| PathBuf::from("/run/portcullis"), PathBuf::from)
+}
+
+/// The state key of a namespace: its name, or `default`.
+pub fn state_key(netns: Option<&str>) -> String {
+    netns.map_or_else(|| "default".to_owned(), |n| format!("netns-{n}"))
+}
+
+/// Takes the apply lock of a namespace, waiting at most `wait`.
+pub(crate) fn lock_namespace(
+    netns: Option<&str>,
+    wait: Duration,
+) -> Result<Flock<File>, ApplyError> {
+    let dir = state_dir().join("locks");
+    std::fs::create_dir_all(&dir).map_err(|e| ApplyError::io(&dir, e))?;
+    let path = dir.join(format!("{}.lock", state_key(netns)));
+    let deadline = Instant::now() + wait;
+    loop {
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ApplyError::io(&path, e))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(l),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(ApplyError::Busy(
+                    netns.map_or("the current namespace".into(), |n| format!("namespace {n}")),
+                ));
+            }
+            Err((_, e)) => return Err(ApplyError::io(&path, e.into())),
+        }
+    }
+}
+
+/// Reads the kernel's whole ruleset (`iptables-save -c`).
+pub fn snapshot(target: &Target) -> Result<Snapshot, ApplyError> {
+    let text = target.save(None, Counters::Keep)?;
+    Ok(Snapshot { family: target.family, backend: target.backend, text })
+}
+
+/// Checks, locks and plans an apply of `desired` to `target`, without touching the
+/// kernel. Fails when the model finds errors or the lock-out guard refuses (unless
+/// `force`).
+pub fn prepare(
+    desired: &Ruleset,
+    target: &Target,
+    opts: &ApplyOptions,
+) -> Result<Prepared, ApplyError> {
+    let errors = validate(desired);
+    if !errors.is_empty() {
+        return Err(ApplyError::Invalid(errors));
+    }
+    let paths = guard::management_paths(opts.ssh_connection.as_deref());
+    let report = guard::check(desired, &paths);
+    if report.refuses() && !opts.force {
+        return Err(ApplyError::LockOut(format!(
+            "the ruleset would cut the management path (pass --force to apply anyway)\n{report}"
+        )));
+    }
+    let lock = lock_namespace(target.netns.as_deref(), opts.lock_wait)?;
+    let snap = snapshot(target)?;
+    let plan = if opts.incremental {
+        let current = parse_save_as(&snap.text, target.family)
+            .map_err(|e| ApplyError::Readback(Box::new(e)))?;
+        Plan::incremental(&current, desired, target.backend)
+    } else {
+        Plan::full(desired)
+    };
+    let input = plan.restore_input(desired);
+    Ok(Prepared {
+        target: target.clone(),
+        desired: desired.clone(),
+        plan,
+        input,
+        guard: report,
+        snapshot: snap,
+        verify: opts.verify,
+        _lock: Some(lock),
+    })
+}
+
+/// Validates, guards, snapshots and applies `desired` in one go. On failure every table
+/// is as it was before.
+pub fn apply(
+    desired: &Ruleset,
+    target: &Target,
+    opts: &ApplyOptions,
+) -> Result<Applied, ApplyError> {
+    prepare(desired, target, opts)?.commit()
+}
+
+impl Prepared {
+    /// Feeds the restore input to iptables-restore (one process). When it fails, every
+    /// table it had already committed is restored from the snapshot, and the error is
+    /// placed at the line of the user's file it blames. Then reads the kernel back.
+    pub fn commit(self) -> Result<Applied, ApplyError> {
+        if self.plan.is_noop() {
+            return Ok(Applied { plan: self.plan, snapshot: self.snapshot, drift: Vec::new() });
+        }
+        let flags = RestoreFlags { noflush: self.input.noflush, ..RestoreFlags::default() };
+        if let Err(failure) = self.target.restore(&self.input.text, flags) {
+            return Err(self.fail(failure));
+        }
+        let drift = if self.verify { self.readback()? } else { Vec::new() };
+        Ok(Applied { plan: self.plan, snapshot: self.snapshot, drift })
+    }
+
+    fn fail(&self, failure: RestoreFailure) -> ApplyError {
+        let line = failure.line;
+        let committed = match (line, &failure.kind) {
+            (_, FailureKind::LockBusy { .. } | FailureKind::Spawn(_)) => Vec::new(),
+            (Some(l), _) => self.input.committed_before(l),
+            // Unknown place: restore every table, which is harmless for the uncommitted.
+            (None, _) => self.input.tables(),
+        };
+        let mut rejected = Rejected {
+            table: line.and_then(|l| self.input.source(l)).map(LineSource::table),
+            span: line.and_then(|l| self.locate(l, &failure)),
+            failure,
+            rolled_back: Vec::new(),
+        };
+        if committed.is_empty() {
+            return ApplyError::Rejected(Box::new(rejected));
+        }
+        match revert(&self.target, &self.snapshot, &committed) {
+            Ok(()) => {
+                rejected.rolled_back = committed;
+                ApplyError::Rejected(Box::new(rejected))
+            }
+            Err(revert) => ApplyError::RevertFailed { failure: Box::new(rejected), revert },
+        }
+    }
+
+    /// The place in the user's file of a failure at input line `line`.
+    fn locate(&self, line: u32, failure: &RestoreFailure) -> Option<Span> {
+        let src = self.input.source(line)?;
+        let user_line = match src {
+            LineSource::Rule(_, l) | LineSource::ChainLine(_, l) => l,
+            LineSource::Header(_) => 0,
+            LineSource::Commit(t) => self.commit_culprit(t, failure),
+        };
+        (user_line > 0).then(|| Span { line: user_line, column: 1, source_line: String::new() })
+    }
+
+    /// nft blames an undefined jump target on the COMMIT line: find the rule of that
+    /// table that names it.
+    fn commit_culprit(&self, table: TableName, failure: &RestoreFailure) -> u32 {
+        let Some(tok) = blamed_token(&failure.kind.to_string()) else { return 0 };
+        let Some(t) = self.desired.table(table) else { return 0 };
+        for c in &t.chains {
+            for r in &c.rules {
+                let text = render_rule(c.name.as_str(), r);
+                if text.split_whitespace().any(|w| w == tok) {
+                    return r.origin.line;
+                }
+            }
+        }
+        0
+    }
+
+    fn readback(&self) -> Result<Vec<Drift>, ApplyError> {
+        let mut drift = Vec::new();
+        let want = comparable(&self.desired, self.target.backend);
+        let full_tables: Vec<TableName> = self
+            .plan
+            .tables
+            .iter()
+            .filter(|(_, a)| *a == TableAction::Replace)
+            .map(|(t, _)| *t)
+            .collect();
+        if !full_tables.is_empty() {
+            let text = if full_tables.len() == 1 {
+                self.target.save(Some(full_tables[0]), Counters::Drop)?
+            } else {
+                self.target.save(None, Counters::Drop)?
+            };
+            let got = parse_save_as(&text, self.target.family)
+                .map_err(|e| ApplyError::Readback(Box::new(e)))?;
+            let got = comparable(&got, self.target.backend);
+            for t in &full_tables {
+                let (Some(w), g) = (want.table(*t), got.table(*t)) else { continue };
+                diff_tables(w, g, None, &mut drift);
+            }
+        }
+        for (t, action) in &self.plan.tables {
+            let TableAction::Patch { policies, rewrite, create, .. } = action else { continue };
+            let Some(w) = want.table(*t) else { continue };
+            let mut names: Vec<&String> = policies.iter().chain(rewrite).chain(create).collect();
+            names.dedup();
+            let mut got = Table::new(*t);
+            for n in names {
+                let text = self.target.list_chain(*t, n)?;
+                let rs = parse_rules_spec(&text, *t, self.target.family)
+                    .map_err(|e| ApplyError::Readback(Box::new(e)))?;
+                if let Some(c) = rs.table(*t).and_then(|tt| tt.chain(n)) {
+                    got.chains.push(c.clone());
+                }
+            }
+            let got = comparable(
+                &Ruleset { family: self.target.family, tables: vec![got] },
+                self.target.backend,
+            );
+            let only: Vec<&str> = got.tables[0].chains.iter().map(|c| c.name.as_str()).collect();
+            diff_tables(w, got.table(*t), Some(&only), &mut drift);
+        }
+        Ok(drift)
+    }
+}
+
+/// Compares a table of the ruleset with the kernel's (both comparable); `only` limits the
+/// comparison to some chains.
+fn diff_tables(want: &Table, got: Option<&Table>, only: Option<&[&str]>, out: &mut Vec<Drift>) {
+    let empty = Table::new(want.name);
+    let got = got.unwrap_or(&empty);
+    for w in &want.chains {
+        if only.is_some_and(|o| !o.contains(&w.name.as_str())) {
+            continue;
+        }
+        let name = w.name.as_str().to_owned();
+        let Some(g) = got.chain(w.name.as_str()) else {
+            out.push(Drift {
+                table: want.name,
+                chain: name,
+                missing: vec![],
+                unexpected: vec![],
+                note: Some("chain missing in the kernel".into()),
+            });
+            continue;
+        };
+        let note = (w.policy != g.policy)
+            .then(|| format!("policy {} in the kernel, {} in the ruleset", policy(g), policy(w)));
+        if w.rules == g.rules && note.is_none() {
+            continue;
+        }
+        let render = |c: &portcullis_rules::Chain| -> Vec<String> {
+            c.rules.iter().map(|r| render_rule(c.name.as_str(), r)).collect()
+        };
+        let (wr, gr) = (render(w), render(g));
+        let missing: Vec<String> = wr.iter().filter(|r| !gr.contains(r)).cloned().collect();
+        let unexpected: Vec<String> = gr.iter().filter(|r| !wr.contains(r)).cloned().collect();
+        let note = note.or_else(|| {
+            (missing.is_empty() && unexpected.is_empty()).then(|| "rule order differs".to_owned())
+        });
+        out.push(Drift { table: want.name, chain: name, missing, unexpected, note });
+    }
+    for g in &got.chains {
+        if !want.has_chain(g.name.as_str()) && only.is_none() {
+            out.push(Drift {
+                table: want.name,
+                chain: g.name.as_str().to_owned(),
+                missing: vec![],
+                unexpected: vec![],
+                note: Some("chain in the kernel but not in the ruleset".into()),
+            });
+        }
+    }
+}
+
+fn policy(c: &portcullis_rules::Chain) -> &'static str {
+    c.policy.map_or("-", |p| p.as_str())
+}
+
+/// Restores `tables` from `snapshot` in one iptables-restore run (`--counters`). A table
+/// that did not exist before is emptied (builtin chains, policy ACCEPT) and, with the nft
+/// backend, deleted.
+pub fn revert(
+    target: &Target,
+    snapshot: &Snapshot,
+    tables: &[TableName],
+) -> Result<(), RestoreFailure> {
+    let mut input = String::new();
+    let mut absent = Vec::new();
+    for t in tables {
+        match snapshot.block(*t) {
+            Some(b) => input.push_str(&b),
+            None => {
+                absent.push(*t);
+                input.push_str(&format!("*{t}\n"));
+                for c in t.builtin_chains() {
+                    input.push_str(&format!(":{c} ACCEPT [0:0]\n"));
+                }
+                input.push_str("COMMIT\n");
+            }
+        }
+    }
+    target.restore(&input, RestoreFlags { counters: true, ..RestoreFlags::default() })?;
+    if target.backend == Backend::Nft {
+        let family = match target.family {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        };
+        for t in absent {
+            let mut c = target.command("nft");
+            c.args(["delete", "table", family, t.as_str()]);
+            c.stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let _ = c.status();
+        }
+    }
+    Ok(())
+}
+
+/// Which backend to use in the target namespace: the one that holds rules; when both do,
+/// an error; when neither does, the host's `iptables -V` choice (nft when unsure).
+pub fn detect_backend(netns: Option<&str>, family: Family) -> Result<Backend, ApplyError> {
+    let holds = |backend: Backend| -> bool {
+        let t = Target::new(netns, family, backend);
+        let Ok(text) = t.save(None, Counters::Drop) else { return false };
+        parse_save_as(&text, family).is_ok_and(|rs| holds_rules(&rs))
+    };
+    match (holds(Backend::Nft), holds(Backend::Legacy)) {
+        (true, true) => Err(ApplyError::MixedBackends(
+            netns.map_or("the current namespace".into(), |n| format!("namespace {n}")),
+        )),
+        (true, false) => Ok(Backend::Nft),
+        (false, true) => Ok(Backend::Legacy),
+        (false, false) => Ok(host_default_backend(family)),
+    }
+}
+
+/// Whether a ruleset is more than empty builtin chains with policy ACCEPT.
+pub fn holds_rules(rs: &Ruleset) -> bool {
+    rs.tables.iter().flat_map(|t| &t.chains).any(|c| {
+        !c.rules.is_empty() || !c.is_builtin() || c.policy.is_some_and(|p| p.as_str() != "ACCEPT")
+    })
+}
+
+/// The backend `iptables -V` (`ip6tables -V`) names on this host.
+pub fn host_default_backend(family: Family) -> Backend {
+    #[allow(clippy::disallowed_methods, reason = "asks the host's iptables which backend it is")]
+    let out = std::process::Command::new(family.command()).arg("-V").output();
+    match out {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).contains("(legacy)") => Backend::Legacy,
+        _ => Backend::Nft,
+    }
+}

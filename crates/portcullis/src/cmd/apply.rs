@@ -1,0 +1,308 @@
+//! `portcullis apply`, `confirm`, `save`, `restore-backup` and the hidden watchdog: the
+//! command-line face of `portcullis-apply`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use portcullis_apply::confirm::{self, Outcome};
+use portcullis_apply::{
+    Applied, ApplyError, ApplyOptions, Target, detect_backend, persist, revert,
+};
+use portcullis_rules::{Backend, Family};
+
+use super::input::{InputArgs, load};
+
+/// Apply a ruleset to the kernel, atomically, with a lock-out guard and optional
+/// confirm-or-revert.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    input: InputArgs,
+    /// The network namespace to apply to (`ip netns` name); default the current one.
+    #[arg(long, value_name = "NAME")]
+    netns: Option<String>,
+    /// Print the plan and the exact iptables-restore input; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Revert to the old ruleset unless `portcullis confirm` runs, from a new connection,
+    /// within SECS seconds.
+    #[arg(long, value_name = "SECS")]
+    confirm: Option<u32>,
+    /// Rewrite only the chains that changed (`--noflush`).
+    #[arg(long)]
+    incremental: bool,
+    /// Apply even when the lock-out guard says the management path would be cut.
+    #[arg(long)]
+    force: bool,
+    /// The iptables backend (default: the one that holds rules in the namespace, else the
+    /// host's `iptables`).
+    #[arg(long, value_name = "nft|legacy")]
+    backend: Option<Backend>,
+    /// Do not read the ruleset back after applying.
+    #[arg(long)]
+    no_verify: bool,
+}
+
+fn backend_for(netns: Option<&str>, family: Family, flag: Option<Backend>) -> Result<Backend> {
+    match flag {
+        Some(b) => Ok(b),
+        None => Ok(detect_backend(netns, family)?),
+    }
+}
+
+fn print_error(err: &ApplyError, name: &str, text: &str) {
+    match err {
+        ApplyError::Rejected(r) => eprint!("{}", r.render(name, text)),
+        ApplyError::RevertFailed { failure, revert } => {
+            eprint!("{}", failure.render(name, text));
+            eprintln!("error: restoring the snapshot failed too: {revert}");
+        }
+        ApplyError::Invalid(errors) => {
+            for e in errors {
+                let line = e.location.line.map_or(String::new(), |l| format!(":{l}"));
+                eprintln!("error: {}\n --> {name}{line} ({})", e.kind, e.location);
+            }
+            eprintln!("nothing applied: the ruleset is invalid");
+        }
+        other => eprintln!("error: {other}"),
+    }
+}
+
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    let Some(loaded) = load(&args.input)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let netns = args.netns.as_deref();
+    let mut opts = ApplyOptions::from_env();
+    opts.incremental = args.incremental;
+    opts.force = args.force;
+    opts.verify = !args.no_verify;
+    let mut done: Vec<(Target, Applied)> = Vec::new();
+    let mut armed = Vec::new();
+    for rs in &loaded.rulesets {
+        let backend = backend_for(netns, rs.family, args.backend)?;
+        let target = Target::new(netns, rs.family, backend);
+        let prepared = match portcullis_apply::prepare(rs, &target, &opts) {
+            Ok(p) => p,
+            Err(e) => {
+                print_error(&e, &loaded.name, &loaded.text);
+                undo(&done);
+                return Ok(ExitCode::from(1));
+            }
+        };
+        eprint!("{}", prepared.guard);
+        if args.dry_run {
+            print!("{}", prepared.plan);
+            println!(
+                "# iptables-restore input ({}{}):",
+                target.program("restore"),
+                if prepared.input.noflush { " --noflush" } else { "" }
+            );
+            super::write_stdout(&prepared.input.text)?;
+            continue;
+        }
+        if let Some(secs) = args.confirm {
+            let exe = std::env::current_exe()
+                .context("cannot find the portcullis binary for the watchdog")?;
+            armed.push((rs.family, confirm::arm(&prepared, secs, &exe)?));
+        }
+        match prepared.commit() {
+            Ok(applied) => {
+                eprint!("{}", applied.plan);
+                for d in &applied.drift {
+                    eprintln!("warning: the kernel differs from the ruleset: {d}");
+                }
+                done.push((target, applied));
+            }
+            Err(e) => {
+                print_error(&e, &loaded.name, &loaded.text);
+                for (f, _) in &armed {
+                    confirm::disarm(netns, *f);
+                }
+                undo(&done);
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rules: usize = loaded.rulesets.iter().map(portcullis_rules::Ruleset::rule_count).sum();
+    for (t, _) in &done {
+        eprintln!(
+            "applied {rules} rules to {} ({:?}, {})",
+            t.describe(),
+            t.family,
+            t.program("restore")
+        );
+    }
+    let Some(secs) = args.confirm else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let how = netns.map_or(String::new(), |n| format!(" --netns {n}"));
+    eprintln!(
+        "confirm within {secs}s from a NEW connection with `portcullis confirm{how}`, or the old ruleset comes back (watchdog pid {})",
+        armed.iter().map(|(_, a)| a.pid.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    let mut code = ExitCode::SUCCESS;
+    for (family, _) in &armed {
+        match confirm::wait_outcome(netns, *family, Duration::from_secs(u64::from(secs) + 120)) {
+            Some(Outcome::Confirmed) => eprintln!("confirmed: the new {family:?} ruleset stays"),
+            Some(Outcome::Reverted) => {
+                eprintln!("not confirmed in time: the old {family:?} ruleset was restored");
+                code = ExitCode::from(1);
+            }
+            Some(Outcome::RevertFailed(e)) => {
+                eprintln!(
+                    "error: not confirmed, and restoring the old {family:?} ruleset failed: {e}"
+                );
+                code = ExitCode::from(1);
+            }
+            None => {
+                eprintln!("error: the watchdog did not report; check the firewall");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// A later family failed: put the families already applied back as they were.
+fn undo(done: &[(Target, Applied)]) {
+    for (t, a) in done {
+        let tables: Vec<_> = a.plan.tables.iter().map(|(t, _)| *t).collect();
+        match revert(t, &a.snapshot, &tables) {
+            Ok(()) => eprintln!("note: {:?} ruleset restored as it was", t.family),
+            Err(e) => eprintln!("error: restoring the {:?} ruleset failed: {e}", t.family),
+        }
+    }
+}
+
+/// Confirm a pending `apply --confirm` (run it over a new connection).
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConfirmArgs {
+    /// The network namespace the apply went to; default the current one.
+    #[arg(long, value_name = "NAME")]
+    netns: Option<String>,
+}
+
+pub(crate) fn run_confirm(args: ConfirmArgs) -> Result<ExitCode> {
+    match confirm::confirm(args.netns.as_deref()) {
+        Ok(families) => {
+            for f in families {
+                eprintln!("confirmed: the new {f:?} ruleset stays");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Save the live ruleset to the distribution's path (or -o PATH), atomically.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SaveArgs {
+    /// The network namespace to save; default the current one.
+    #[arg(long, value_name = "NAME")]
+    netns: Option<String>,
+    /// Write here instead of the distribution's path (one family: IPv4 unless -6).
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// With -o: save the IPv6 ruleset.
+    #[arg(short = '6', long)]
+    ipv6: bool,
+    /// The iptables backend (default: detected).
+    #[arg(long, value_name = "nft|legacy")]
+    backend: Option<Backend>,
+}
+
+fn families(output: Option<&PathBuf>, ipv6: bool) -> Result<Vec<(Family, PathBuf)>> {
+    if let Some(p) = output {
+        return Ok(vec![(if ipv6 { Family::V6 } else { Family::V4 }, p.clone())]);
+    }
+    let mut v = Vec::new();
+    for f in [Family::V4, Family::V6] {
+        match persist::distro_path(f) {
+            Some(p) => v.push((f, p)),
+            None => bail!("unknown distribution: pass -o PATH"),
+        }
+    }
+    Ok(v)
+}
+
+pub(crate) fn run_save(args: SaveArgs) -> Result<ExitCode> {
+    let netns = args.netns.as_deref();
+    for (family, path) in families(args.output.as_ref(), args.ipv6)? {
+        let backend = backend_for(netns, family, args.backend)?;
+        let target = Target::new(netns, family, backend);
+        match persist::save(&target, &path) {
+            Ok(n) => eprintln!(
+                "saved {n} {family:?} rules of {} to {}",
+                target.describe(),
+                path.display()
+            ),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Put the backup kept by the last `portcullis save` back in place.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RestoreBackupArgs {
+    /// The saved file (default: the distribution's paths, both families).
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
+}
+
+pub(crate) fn run_restore_backup(args: RestoreBackupArgs) -> Result<ExitCode> {
+    let mut restored = 0;
+    for (_, path) in families(args.output.as_ref(), false)? {
+        if args.output.is_none() && !persist::backup_path(&path).exists() {
+            continue;
+        }
+        match persist::restore_backup(&path) {
+            Ok(()) => {
+                restored += 1;
+                eprintln!(
+                    "restored {} from {}",
+                    path.display(),
+                    persist::backup_path(&path).display()
+                );
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    if restored == 0 {
+        eprintln!("error: no backup to restore");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The detached watchdog of `apply --confirm` (internal).
+#[derive(Debug, clap::Args)]
+pub(crate) struct WatchdogArgs {
+    #[arg(long)]
+    key: String,
+    #[arg(long)]
+    family: String,
+}
+
+pub(crate) fn run_watchdog(args: WatchdogArgs) -> Result<ExitCode> {
+    let family = if args.family == "v6" { Family::V6 } else { Family::V4 };
+    Ok(match confirm::watchdog_main(&args.key, family)? {
+        Outcome::Confirmed | Outcome::Reverted => ExitCode::SUCCESS,
+        Outcome::RevertFailed(_) => ExitCode::from(1),
+    })
+}
