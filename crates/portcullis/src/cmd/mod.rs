@@ -5,8 +5,11 @@ use std::io::Write as _;
 pub(crate) mod apply;
 pub(crate) mod check;
 pub(crate) mod demo;
+pub(crate) mod eval_common;
 pub(crate) mod fmt;
 pub(crate) mod input;
+pub(crate) mod ports;
+pub(crate) mod trace;
 
 /// Writes `text` to standard output in one go (a closed pipe surfaces as BrokenPipe).
 pub(crate) fn write_stdout(text: &str) -> std::io::Result<()> {

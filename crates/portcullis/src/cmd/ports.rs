@@ -1,0 +1,222 @@
+//! `portcullis ports`: the port states a scan of this host would see, predicted from the
+//! ruleset alone, in nmap's words.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use portcullis_eval::{Compiled, PortQuery, PortRun, PortState, Proto, predict_ports};
+use portcullis_rules::view::PortRange;
+use portcullis_scan::ports::{parse_port_spec, service_name, top_ports};
+use portcullis_scan::state::Protocol as ScanProto;
+
+use crate::cmd::eval_common::{family_of, host, pick};
+use crate::cmd::input::{InputArgs, load};
+use crate::cmd::write_stdout;
+
+/// Arguments of `portcullis ports`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    input: InputArgs,
+    /// The scanner's address (default: any source)
+    #[arg(long, short = 's')]
+    src: Option<IpAddr>,
+    /// The scanned address of this host (default: some address of the host)
+    #[arg(long, short = 'd')]
+    dst: Option<IpAddr>,
+    /// The interface the probes arrive on (default: some interface other than loopback)
+    #[arg(short = 'i', long = "in-interface")]
+    in_iface: Option<String>,
+    /// Listening ports: `22,80/tcp,53/udp,8000-8010` (no suffix: tcp). A UDP listener is
+    /// taken to answer the probe
+    #[arg(long, value_delimiter = ',')]
+    listen: Vec<String>,
+    /// Ports to predict, nmap's syntax (`22,80`, `1-1024`, `T:22,U:53`); default all
+    #[arg(short = 'p', conflicts_with = "fast")]
+    ports: Option<String>,
+    /// nmap's 100 most common ports of each protocol
+    #[arg(short = 'F')]
+    fast: bool,
+    /// Only this protocol: tcp or udp (default both)
+    #[arg(long)]
+    proto: Option<String>,
+    /// The scanner's source ports (default 1024-65535: a scanner picks them at random)
+    #[arg(long, default_value = "1024-65535")]
+    sport: String,
+    /// This host's addresses (for addrtype and DNAT); the destination counts too
+    #[arg(long, value_delimiter = ',')]
+    local: Vec<IpAddr>,
+    /// Use the IPv6 ruleset of the input
+    #[arg(short = '6')]
+    v6: bool,
+    /// Print JSON: one object per port
+    #[arg(long)]
+    json: bool,
+}
+
+fn range(s: &str) -> Result<PortRange> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (lo, hi): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
+    if lo > hi {
+        bail!("port range {s}: start above end");
+    }
+    Ok(PortRange { lo, hi })
+}
+
+fn ranges(ports: &[u16]) -> Vec<PortRange> {
+    let mut out: Vec<PortRange> = Vec::new();
+    for &p in ports {
+        match out.last_mut() {
+            Some(r) if u32::from(r.hi) + 1 == u32::from(p) => r.hi = p,
+            _ => out.push(PortRange::single(p)),
+        }
+    }
+    out
+}
+
+/// Runs `portcullis ports`. Exit 0, or 2 on bad input.
+pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    let Some(loaded) = load(&args.input)? else { return Ok(ExitCode::from(2)) };
+    let rs = pick(&loaded, family_of(args.v6, &[args.src, args.dst]))?;
+    let (mut tcp, mut udp) = if args.fast {
+        (ranges(&top_ports(ScanProto::Tcp, 100)), ranges(&top_ports(ScanProto::Udp, 100)))
+    } else if let Some(spec) = &args.ports {
+        let set = parse_port_spec(spec).map_err(|e| anyhow::anyhow!("-p: {e}"))?;
+        (ranges(&set.tcp), ranges(&set.udp))
+    } else {
+        (vec![PortRange::ALL], vec![PortRange::ALL])
+    };
+    match args.proto.as_deref() {
+        None => {}
+        Some("tcp") => udp.clear(),
+        Some("udp") => tcp.clear(),
+        Some(other) => bail!("--proto {other}: expected tcp or udp"),
+    }
+    let (mut listen_tcp, mut listen_udp) = (Vec::new(), Vec::new());
+    for item in &args.listen {
+        let (ports, proto) = item.split_once('/').unwrap_or((item, "tcp"));
+        let r = range(ports)?;
+        match proto {
+            "tcp" => listen_tcp.push(r),
+            "udp" => listen_udp.push(r),
+            other => bail!("--listen {item}: unknown protocol `{other}'"),
+        }
+    }
+    let q = PortQuery {
+        family: rs.family,
+        src: args.src,
+        dst: args.dst,
+        in_iface: args.in_iface.clone(),
+        sport: range(&args.sport)?,
+        host: host(&args.local, args.dst),
+        listen_tcp,
+        listen_udp,
+        tcp,
+        udp,
+    };
+    let compiled = Compiled::new(rs).map_err(|e| anyhow::anyhow!("{}: {e}", loaded.name))?;
+    let runs = predict_ports(&compiled, &q).map_err(|e| anyhow::anyhow!("{}: {e}", loaded.name))?;
+    let text = if args.json { json(&runs)? } else { text(&runs, &args, &loaded.name) };
+    write_stdout(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The state and reason words of a run: one prediction, or the alternatives joined
+/// with `|`.
+fn words(run: &PortRun) -> (String, String) {
+    let mut states: Vec<&str> = run.predictions.iter().map(|p| p.state.as_str()).collect();
+    let mut reasons: Vec<&str> = run.predictions.iter().map(|p| p.reason.as_str()).collect();
+    states.dedup();
+    reasons.sort_unstable();
+    reasons.dedup();
+    (states.join("|"), reasons.join("|"))
+}
+
+fn json(runs: &[PortRun]) -> Result<String> {
+    let mut out = String::from("[\n");
+    let mut first = true;
+    for run in runs {
+        let (state, reason) = words(run);
+        let certain = run.predictions.len() == 1;
+        for port in run.ports.lo..=run.ports.hi {
+            if !first {
+                out.push_str(",\n");
+            }
+            first = false;
+            let mut v = serde_json::json!({
+                "port": port,
+                "proto": run.proto.as_str(),
+                "state": state,
+                "reason": reason,
+            });
+            if !certain {
+                v["certain"] = serde_json::Value::Bool(false);
+            }
+            out.push_str(&serde_json::to_string(&v)?);
+        }
+    }
+    out.push_str("\n]\n");
+    Ok(out)
+}
+
+fn scan_proto(p: Proto) -> ScanProto {
+    match p {
+        Proto::Tcp => ScanProto::Tcp,
+        Proto::Udp => ScanProto::Udp,
+    }
+}
+
+/// nmap's normal output: collapsed states first, then one row per remaining port.
+fn text(runs: &[PortRun], args: &Args, name: &str) -> String {
+    let mut counts: BTreeMap<(Proto, String, String), u32> = BTreeMap::new();
+    for run in runs.iter().filter(|r| r.predictions.len() == 1) {
+        let p = run.predictions[0];
+        if p.state != PortState::Open {
+            *counts
+                .entry((run.proto, p.state.as_str().to_owned(), p.reason.as_str().to_owned()))
+                .or_default() += u32::from(run.ports.hi - run.ports.lo) + 1;
+        }
+    }
+    // nmap collapses a non-open state of more than 25 ports.
+    counts.retain(|_, n| *n > 25);
+    let mut s = String::new();
+    let from = args.src.map_or_else(|| "any source".to_owned(), |a| a.to_string());
+    let to = args.dst.map_or_else(|| "this host".to_owned(), |a| a.to_string());
+    let _ = writeln!(s, "Predicted port states of {to} from {from} ({name})");
+    if !counts.is_empty() {
+        let parts: Vec<String> = counts
+            .iter()
+            .map(|((proto, state, reason), n)| format!("{n} {state} {proto} ports ({reason})"))
+            .collect();
+        let _ = writeln!(s, "Not shown: {}", parts.join(", "));
+    }
+    let mut rows = Vec::new();
+    for run in runs {
+        let (state, reason) = words(run);
+        if run.predictions.len() == 1 {
+            let p = run.predictions[0];
+            let key = (run.proto, p.state.as_str().to_owned(), p.reason.as_str().to_owned());
+            if counts.contains_key(&key) {
+                continue;
+            }
+        }
+        for port in run.ports.lo..=run.ports.hi {
+            let service = service_name(scan_proto(run.proto), port).unwrap_or("unknown");
+            rows.push((format!("{port}/{}", run.proto), state.clone(), service, reason.clone()));
+        }
+    }
+    if rows.is_empty() {
+        return s;
+    }
+    let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(4).max(4);
+    let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(5).max(5);
+    let w2 = rows.iter().map(|r| r.2.len()).max().unwrap_or(7).max(7);
+    let _ = writeln!(s, "{:<w0$} {:<w1$} {:<w2$} REASON", "PORT", "STATE", "SERVICE");
+    for (port, state, service, reason) in rows {
+        let _ = writeln!(s, "{port:<w0$} {state:<w1$} {service:<w2$} {reason}");
+    }
+    s
+}
