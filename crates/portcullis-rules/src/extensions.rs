@@ -535,7 +535,7 @@ const TOS_NAMES: &[(&str, u64)] = &[
 ];
 
 /// A TOS value and mask: a symbolic name (mask 0x3f) or `V[/M]` (mask 0xff).
-fn tos_value(a: &str) -> Option<(u64, u64)> {
+pub(crate) fn tos_value(a: &str) -> Option<(u64, u64)> {
     if let Some((_, v)) = TOS_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(a)) {
         return Some((*v, 0x3f));
     }

@@ -14,6 +14,8 @@
 //!   owner only on OUTPUT/POSTROUTING…). A user chain is checked against every builtin
 //!   chain it is reachable from.
 
+mod specs;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::Family;
@@ -201,6 +203,7 @@ fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
             "ah" if family == Family::V4 => Some((&[51], "-p ah")),
             "mh" => Some((&[135], "-p mobility-header")),
             "multiport" => Some((&[6, 17, 33, 132, 136], "-p tcp, udp, udplite, sctp or dccp")),
+            "ecn" if m.opts.iter().any(|o| o.name.starts_with("ecn-tcp")) => Some((&[6], "-p tcp")),
             _ => None,
         };
         if let Some((protos, what)) = needs
@@ -226,6 +229,14 @@ fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
         }
         match m.view(family) {
             Err(e) => errors.push(e),
+            Ok(MatchView::Other(name)) => {
+                if let Err(e) = specs::check_match(&name, &m.opts, family) {
+                    errors.push(e);
+                }
+                if name == "eui64" && !ctx.allowed(&[], PRE | IN | FWD) {
+                    errors.push(not_allowed("-m eui64", "in PREROUTING, INPUT and FORWARD"));
+                }
+            }
             Ok(MatchView::Owner(_)) if !ctx.allowed(&[], OUT | POST) => {
                 errors.push(not_allowed("-m owner", "in OUTPUT and POSTROUTING"));
             }
@@ -261,6 +272,20 @@ fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
     if !is_target_name(name) && !matches!(name, "ACCEPT" | "DROP" | "RETURN" | "QUEUE") {
         check_chain_ref(ctx, name, errors);
         return;
+    }
+    if let Err(e) = specs::check_target(name, &t.opts, family) {
+        errors.push(e);
+        return;
+    }
+    let needs_proto: Option<(&[u8], &'static str)> = match name {
+        "TCPOPTSTRIP" | "SYNPROXY" | "TCPMSS" => Some((&[6], "-p tcp")),
+        "TPROXY" => Some((&[6, 17], "-p tcp or -p udp")),
+        _ => None,
+    };
+    if let Some((protos, what)) = needs_proto
+        && !proto.is_some_and(|p| protos.contains(&p))
+    {
+        errors.push(err(ModelErrorKind::MissingOption { module: name.to_owned(), what }));
     }
     let view = match t.view(family, |n| ctx.table.has_chain(n)) {
         Ok(v) => v,
@@ -346,9 +371,6 @@ fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
         && !ctx.allowed(tables, hooks)
     {
         errors.push(not_allowed(name, text));
-    }
-    if name == "TCPMSS" && proto != Some(6) {
-        errors.push(err(ModelErrorKind::MissingOption { module: name.to_owned(), what: "-p tcp" }));
     }
 }
 
@@ -511,11 +533,13 @@ mod tests {
     #[test]
     fn targets_in_wrong_place() {
         let r = rs(TableName::Filter, &[], vec![("INPUT", rule(None, vec![], Some("DNAT")))]);
-        assert!(matches!(validate(&r)[0].kind, ModelErrorKind::TargetNotAllowed { .. }));
+        assert!(matches!(validate(&r)[0].kind, ModelErrorKind::MissingOption { .. }));
         let mut dnat = rule(Some(6), vec![], None);
         let mut t = Target::new("DNAT");
         t.opts.push(Opt::new("to-destination", &["10.0.0.1:80"]));
         dnat.action = Some(Action::Jump(t));
+        let r = rs(TableName::Filter, &[], vec![("INPUT", dnat.clone())]);
+        assert!(matches!(validate(&r)[0].kind, ModelErrorKind::TargetNotAllowed { .. }));
         let ok = rs(
             TableName::Nat,
             &["SVC"],

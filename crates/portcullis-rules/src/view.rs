@@ -521,7 +521,9 @@ impl NatRange {
             None => (None, None),
             Some(p) => {
                 let (range, base) = match p.split_once('/') {
-                    Some((r, b)) => (r, Some(parse_port(b).map_err(|_| bad())?)),
+                    Some((r, b)) => {
+                        (r, Some(parse_port(b).ok().filter(|b| *b > 0).ok_or_else(bad)?))
+                    }
                     None => (p, None),
                 };
                 (Some(PortRange::parse_with(range, '-')?), base)
@@ -570,7 +572,7 @@ impl NatRange {
 /// `-j DNAT` / `-j SNAT`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NatTarget {
-    /// The `--to-destination`/`--to-source` ranges, in order.
+    /// The `--to-destination`/`--to-source` range (iptables 1.8 takes exactly one).
     pub to: Vec<NatRange>,
     /// `--random`.
     pub random: bool,
@@ -1021,6 +1023,9 @@ fn owner(m: &Match) -> Result<OwnerMatch, ModelError> {
             "suppl-groups" => {
                 flag(o)?;
                 plain(o)?;
+                if v.gid.is_none() {
+                    return Err(missing("owner --suppl-groups", "--gid-owner before it"));
+                }
                 v.suppl_groups = true;
             }
             _ => return Err(unknown("owner", o)),
@@ -1096,6 +1101,9 @@ fn addrtype(m: &Match) -> Result<AddrTypeMatch, ModelError> {
             _ => return Err(unknown("addrtype", o)),
         }
     }
+    if v.src.is_none() && v.dst.is_none() {
+        return Err(missing("addrtype", "--src-type or --dst-type"));
+    }
     if v.limit_iface_in && v.limit_iface_out {
         return Err(ModelError::new(ModelErrorKind::Conflict(
             "--limit-iface-in and --limit-iface-out".into(),
@@ -1121,7 +1129,13 @@ fn recent(m: &Match, family: Family) -> Result<RecentMatch, ModelError> {
                 set_once(&mut command, neg(o, c), "recent", "set/--rcheck/--update/--remove")?;
             }
             "seconds" => set_once(&mut seconds, u32_arg(o)?, "recent", "seconds")?,
-            "hitcount" => set_once(&mut hitcount, u32_arg(o)?, "recent", "hitcount")?,
+            "hitcount" => {
+                let h = u32_arg(o)?;
+                if h > 65535 {
+                    return Err(invalid("--hitcount", &h.to_string(), "a count up to 65535"));
+                }
+                set_once(&mut hitcount, h, "recent", "hitcount")?;
+            }
             "reap" => {
                 flag(o)?;
                 reap = true;
@@ -1214,6 +1228,9 @@ impl Target {
                     match o.name.as_str() {
                         n if n == to_name || n == "to" => {
                             let opt = format!("--{to_name}");
+                            if !v.to.is_empty() {
+                                return Err(twice(t, to_name));
+                            }
                             v.to.push(NatRange::parse(one(o)?, &opt, family)?);
                         }
                         "random" => flag(o).map(|()| v.random = true)?,
@@ -1221,6 +1238,9 @@ impl Target {
                         "persistent" => flag(o).map(|()| v.persistent = true)?,
                         _ => return Err(unknown(t, o)),
                     }
+                }
+                if v.to.is_empty() {
+                    return Err(missing(t, "--to-destination or --to-source"));
                 }
                 if t == "DNAT" { Ok(TargetView::Dnat(v)) } else { Ok(TargetView::Snat(v)) }
             }

@@ -161,12 +161,30 @@ impl PortRange {
     /// Parses `P`, `A:B`, `A:`, `:B` or `:` (`sep` is `:` for matches, `-` for
     /// `--to-ports`), ports as numbers or service names; refuses a maximum below the
     /// minimum.
+    ///
+    /// With `-` (target port ranges) the whole value is first tried as one port or
+    /// service name (`ftp-data`), and the sides of a range must be numbers (`10-ssh` is
+    /// refused), as iptables does.
     pub fn parse_with(s: &str, sep: char) -> Result<Self, ModelError> {
+        if sep == '-'
+            && let Ok(p) = parse_port(s)
+        {
+            return Ok(Self::single(p));
+        }
         let Some((a, b)) = s.split_once(sep) else {
             return parse_port(s).map(Self::single);
         };
-        let lo = if a.is_empty() { 0 } else { parse_port(a)? };
-        let hi = if b.is_empty() { u16::MAX } else { parse_port(b)? };
+        let side = |x: &str| -> Result<u16, ModelError> {
+            if sep == '-' {
+                parse_number(x, 65535)
+                    .and_then(|n| u16::try_from(n).ok())
+                    .ok_or_else(|| invalid("port range", s, "numeric ports A-B"))
+            } else {
+                parse_port(x)
+            }
+        };
+        let lo = if a.is_empty() { 0 } else { side(a)? };
+        let hi = if b.is_empty() { u16::MAX } else { side(b)? };
         if lo > hi {
             return Err(ModelError::new(ModelErrorKind::InvertedRange {
                 option: "port range".into(),
@@ -894,6 +912,9 @@ mod tests {
         assert!(r("-1").is_err());
         assert!(r("nosuchservice").is_err());
         assert_eq!(PortRange::parse_with("10-20", '-').unwrap(), PortRange { lo: 10, hi: 20 });
+        assert_eq!(PortRange::parse_with("ftp-data", '-').unwrap(), PortRange::single(20));
+        assert!(PortRange::parse_with("10-ssh", '-').is_err());
+        assert!(PortRange::parse_with("ftp-ssh", '-').is_err());
     }
 
     #[test]
