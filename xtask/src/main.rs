@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 
 mod baseline;
 mod bench_apply;
+mod bench_scan;
 mod kube_gen;
 
 fn project_root() -> PathBuf {
@@ -22,7 +23,7 @@ fn project_root() -> PathBuf {
 
 fn usage() -> &'static str {
     "usage: cargo xtask <task> [args]\n\
-     tasks:\n  bench <what>   run a benchmark (parse)\n  baseline [NNNN]  capture real iptables output for the fixtures\n"
+     tasks:\n  bench <what>   run a benchmark (parse, apply)\n  baseline [NNNN]  capture real iptables output for the fixtures\n"
 }
 
 fn main() -> Result<()> {
@@ -36,6 +37,7 @@ fn main() -> Result<()> {
         "baseline" => baseline::run(&project_root(), rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("apply") => bench_apply::run(&rest[1..]),
+            Some("scan") => bench_scan::run(&project_root(), &rest[1..]),
             Some(other) => bail!("unknown benchmark {other:?}"),
             None => bail!("bench needs a name"),
         },

@@ -19,8 +19,7 @@
 //! still draws a new ICMP error; a pass that draws none, with a token guaranteed in the
 //! bucket, proves the remaining ports silent.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -267,7 +266,8 @@ pub struct Engine {
     tasks: Vec<Task>,
     order: Vec<u32>,
     cursor: usize,
-    retx: BinaryHeap<Reverse<(Duration, u32, u8)>>,
+    /// Probes awaiting an answer, in send order: (sent at, task, tries after sending).
+    outstanding: VecDeque<(Duration, u32, u8)>,
     silent: Vec<u32>,
     pass: u8,
     pass_start: Duration,
@@ -328,7 +328,7 @@ impl Engine {
             tasks: vec![Task::default(); n],
             order,
             cursor: 0,
-            retx: BinaryHeap::new(),
+            outstanding: VecDeque::new(),
             silent: Vec::new(),
             pass: 1,
             pass_start: Duration::ZERO,
@@ -371,6 +371,15 @@ impl Engine {
         retries.saturating_add(1)
     }
 
+    /// When the probe of `task` sent at `sent` times out, by its host's current timeout
+    /// (RTT samples that arrive after sending shorten the wait, as in nmap). Probes wait
+    /// in send order; with hosts of different RTTs a probe may wait for one ahead of it,
+    /// at most the difference of their timeouts.
+    fn due(&self, sent: Duration, task: u32) -> Duration {
+        let (h, _) = self.host_port(task);
+        sent + self.hosts[h].rtt.timeout(&self.timing)
+    }
+
     fn host_port(&self, task: u32) -> (usize, usize) {
         let np = self.ports.len();
         (task as usize / np, task as usize % np)
@@ -402,7 +411,7 @@ impl Engine {
         let (dst, src, dst_port) = (host.target.addr, host.target.src, self.ports[p]);
         let seq = self.cookie(dst, dst_port, src_port);
         let ack = if self.scan_type == ScanType::Ack { self.ack_cookie(seq) } else { 0 };
-        self.retx.push(Reverse((now + timeout, task, tryno + 1)));
+        self.outstanding.push_back((now, task, tryno + 1));
         self.probes_sent += 1;
         self.first_send.get_or_insert(now);
         self.next_send = now + self.timing.send_interval();
@@ -426,11 +435,11 @@ impl Engine {
         if self.done || now < self.next_send {
             return None;
         }
-        while let Some(&Reverse((due, task, tries))) = self.retx.peek() {
-            if due > now {
+        while let Some(&(sent, task, tries)) = self.outstanding.front() {
+            if self.due(sent, task) > now {
                 break;
             }
-            self.retx.pop();
+            self.outstanding.pop_front();
             let t = self.tasks[task as usize];
             if t.answer.is_some() || tries != t.tries {
                 // Answered, or a stale check for an earlier try.
@@ -461,20 +470,20 @@ impl Engine {
             return;
         }
         // Timed-out final tries become silent even while sending is paced.
-        while let Some(&Reverse((due, task, tries))) = self.retx.peek() {
+        while let Some(&(sent, task, tries)) = self.outstanding.front() {
             let t = self.tasks[task as usize];
             if t.answer.is_some() || tries != t.tries {
-                self.retx.pop();
+                self.outstanding.pop_front();
                 continue;
             }
-            if due <= now && t.pass_tries >= self.tries_allowed() {
-                self.retx.pop();
+            if self.due(sent, task) <= now && t.pass_tries >= self.tries_allowed() {
+                self.outstanding.pop_front();
                 self.silent.push(task);
                 continue;
             }
             break;
         }
-        if self.cursor < self.order.len() || !self.retx.is_empty() {
+        if self.cursor < self.order.len() || !self.outstanding.is_empty() {
             return;
         }
         self.silent.retain(|t| self.tasks[*t as usize].answer.is_none());
@@ -505,7 +514,7 @@ impl Engine {
         if self.done {
             return None;
         }
-        let mut next = self.retx.peek().map(|Reverse((due, _, _))| *due);
+        let mut next = self.outstanding.front().map(|&(sent, task, _)| self.due(sent, task));
         if self.cursor < self.order.len() {
             let start =
                 if self.pass == 1 { self.next_send } else { self.next_send.max(self.pass_start) };

@@ -145,6 +145,32 @@ impl SimTarget {
         }
     }
 
+    /// The issue 3 rig's target 198.18.0.2 (docs/scanning.md §4.1): its TCP ports, or
+    /// with `udp` its UDP ports; everything else DROPped; a full ICMP bucket.
+    pub fn rig(udp: bool) -> Self {
+        let addr = IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, 2));
+        let ports: HashMap<u16, Behavior> = if udp {
+            [
+                (53, Behavior::Open),
+                (123, Behavior::Closed),
+                (161, Behavior::Reject(3, 3)),
+                (137, Behavior::Reject(3, 13)),
+            ]
+            .into()
+        } else {
+            [
+                (22, Behavior::Open),
+                (80, Behavior::Open),
+                (443, Behavior::Closed),
+                (25, Behavior::TcpReset),
+                (110, Behavior::Reject(3, 3)),
+                (113, Behavior::Reject(3, 13)),
+            ]
+            .into()
+        };
+        Self::new(addr, ports, Behavior::Drop)
+    }
+
     /// Empties the ICMP bucket, as a scan right before would have.
     pub fn drain_icmp(&mut self) {
         self.icmp_tokens_ms = 0;

@@ -11,30 +11,6 @@ use portcullis_scan::state::{Protocol, ScanType};
 use portcullis_scan::testing::{Behavior, SimTarget, run_simulated, summary};
 use portcullis_scan::timing::Timing;
 
-fn rig_target(udp: bool) -> SimTarget {
-    let addr: IpAddr = "198.18.0.2".parse().unwrap();
-    let ports: HashMap<u16, Behavior> = if udp {
-        [
-            (53, Behavior::Open),
-            (123, Behavior::Closed),
-            (161, Behavior::Reject(3, 3)),
-            (137, Behavior::Reject(3, 13)),
-        ]
-        .into()
-    } else {
-        [
-            (22, Behavior::Open),
-            (80, Behavior::Open),
-            (443, Behavior::Closed),
-            (25, Behavior::TcpReset),
-            (110, Behavior::Reject(3, 3)),
-            (113, Behavior::Reject(3, 13)),
-        ]
-        .into()
-    };
-    SimTarget::new(addr, ports, Behavior::Drop)
-}
-
 fn engine(scan_type: ScanType, ports: Vec<u16>, seed: u64) -> Engine {
     let cfg = EngineConfig {
         scan_type,
@@ -55,7 +31,7 @@ const SYN_EXPECT: &str = "22/tcp open syn-ack\n25/tcp closed reset\n80/tcp open 
 fn syn_fast_scan_full_and_drained_bucket() {
     for seed in 0..20 {
         for drained in [false, true] {
-            let mut t = rig_target(false);
+            let mut t = SimTarget::rig(false);
             if drained {
                 t.drain_icmp();
             }
@@ -73,7 +49,7 @@ fn syn_fast_scan_full_and_drained_bucket() {
 
 #[test]
 fn syn_all_ports() {
-    let mut t = rig_target(false);
+    let mut t = SimTarget::rig(false);
     t.drain_icmp();
     let (r, _) = run_simulated(engine(ScanType::Syn, (1..=65535).collect(), 7), &mut t);
     assert_eq!(summary(&r), SYN_EXPECT.replace("94 filtered", "65529 filtered"),);
@@ -82,7 +58,7 @@ fn syn_all_ports() {
 #[test]
 fn udp_fast_scan_drained_bucket() {
     for seed in 0..20 {
-        let mut t = rig_target(true);
+        let mut t = SimTarget::rig(true);
         t.drain_icmp();
         let (r, _) =
             run_simulated(engine(ScanType::Udp, top_ports(Protocol::Udp, 100), seed), &mut t);
@@ -96,7 +72,7 @@ fn udp_fast_scan_drained_bucket() {
 
 #[test]
 fn ack_scan() {
-    let mut t = rig_target(false);
+    let mut t = SimTarget::rig(false);
     let (r, _) = run_simulated(engine(ScanType::Ack, top_ports(Protocol::Tcp, 100), 3), &mut t);
     assert_eq!(
         summary(&r),

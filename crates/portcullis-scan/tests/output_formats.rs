@@ -2,8 +2,6 @@
 //! captured on the issue 3 rig with `nmap -n -Pn -s? -F --reason -oA`). The reports come
 //! from the engine against the simulated rig target, so this runs anywhere.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -12,7 +10,7 @@ use portcullis_scan::engine::{Engine, EngineConfig, ScanReport, Target};
 use portcullis_scan::output::{self, OutputOptions, RunInfo};
 use portcullis_scan::ports::top_ports;
 use portcullis_scan::state::ScanType;
-use portcullis_scan::testing::{Behavior, SimTarget, run_simulated};
+use portcullis_scan::testing::{SimTarget, run_simulated};
 use portcullis_scan::timing::Timing;
 
 fn data(name: &str) -> String {
@@ -21,27 +19,8 @@ fn data(name: &str) -> String {
 }
 
 fn rig_report(scan_type: ScanType, ports: Vec<u16>) -> ScanReport {
-    let addr: IpAddr = "198.18.0.2".parse().unwrap();
-    let behaviors: HashMap<u16, Behavior> = if scan_type == ScanType::Udp {
-        [
-            (53, Behavior::Open),
-            (123, Behavior::Closed),
-            (161, Behavior::Reject(3, 3)),
-            (137, Behavior::Reject(3, 13)),
-        ]
-        .into()
-    } else {
-        [
-            (22, Behavior::Open),
-            (80, Behavior::Open),
-            (443, Behavior::Closed),
-            (25, Behavior::TcpReset),
-            (110, Behavior::Reject(3, 3)),
-            (113, Behavior::Reject(3, 13)),
-        ]
-        .into()
-    };
-    let mut sim = SimTarget::new(addr, behaviors, Behavior::Drop);
+    let mut sim = SimTarget::rig(scan_type == ScanType::Udp);
+    let addr = sim.addr;
     let cfg = EngineConfig {
         scan_type,
         targets: vec![Target { addr, src: "198.18.0.1".parse().unwrap() }],

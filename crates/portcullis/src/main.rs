@@ -39,6 +39,8 @@ enum Command {
     Watchdog(cmd::apply::WatchdogArgs),
     /// Run the seed article's workflow on its built-in example server
     Demo(cmd::demo::Args),
+    /// Scan ports with nmap's flags, states and output formats
+    Scan(cmd::scan::Args),
     /// Trace a packet through a ruleset: the verdict and every rule on its path
     Trace(cmd::trace::Args),
     /// Predict the port states a scan would see, from the ruleset alone
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::RestoreBackup(args) => cmd::apply::run_restore_backup(args),
         Command::Watchdog(args) => cmd::apply::run_watchdog(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Scan(args) => cmd::scan::run(args),
         Command::Trace(args) => cmd::trace::run(args),
         Command::Ports(args) => cmd::ports::run(args),
     };

@@ -9,6 +9,7 @@ pub(crate) mod eval_common;
 pub(crate) mod fmt;
 pub(crate) mod input;
 pub(crate) mod ports;
+pub(crate) mod scan;
 pub(crate) mod trace;
 
 /// Writes `text` to standard output in one go (a closed pipe surfaces as BrokenPipe).

@@ -1,0 +1,316 @@
+//! `cargo xtask bench scan`: `portcullis scan` against nmap on the issue 3 rig.
+//!
+//! Builds `portcullis` (release), makes two throwaway namespaces on 198.18.0.0/15 (target
+//! with the issue 3 firewall and listeners, scanner), then runs each scan `--runs` times
+//! back to back (default 10) with `portcullis` and with nmap, from the scanner namespace.
+//! Prints per command the median, min and max wall time (fork to exit, `ip netns exec`
+//! included for both tools) and how many runs gave exactly the expected states (and, for
+//! TCP, the ICMP reasons of ports 110 and 113). Nothing outside the two namespaces is
+//! touched or scanned.
+//!
+//! Options: `--runs N`, `--quick` (3 runs), `--no-nmap`, `--only NAME` (substring of a
+//! row name).
+
+use std::io::Write as _;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use portcullis_netns::{Netns, link};
+
+const TARGET_RULES: &str = "*filter
+:INPUT DROP [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -i lo -j ACCEPT
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 443 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 25 -j REJECT --reject-with tcp-reset
+-A INPUT -p tcp -m tcp --dport 110 -j REJECT --reject-with icmp-port-unreachable
+-A INPUT -p tcp -m tcp --dport 113 -j REJECT --reject-with icmp-admin-prohibited
+-A INPUT -p udp -m udp --dport 53 -j ACCEPT
+-A INPUT -p udp -m udp --dport 123 -j ACCEPT
+-A INPUT -p udp -m udp --dport 161 -j REJECT --reject-with icmp-port-unreachable
+-A INPUT -p udp -m udp --dport 137 -j REJECT --reject-with icmp-admin-prohibited
+COMMIT
+";
+
+const TCP_PORTS: &str =
+    "22/open/tcp//ssh///, 25/closed/tcp//smtp///, 80/open/tcp//http///, 443/closed/tcp//https///";
+const ACK_PORTS: &str = "22/unfiltered/tcp//ssh///, 25/unfiltered/tcp//smtp///, 80/unfiltered/tcp//http///, 443/unfiltered/tcp//https///";
+const UDP_PORTS: &str = "53/open/udp//domain///, 123/closed/udp//ntp///, 137/filtered/udp//netbios-ns///, 161/closed/udp//snmp///\tIgnored State: open|filtered (96)";
+const TCP_REASONS: [&str; 2] = [
+    "reason=\"port-unreach\" count=\"1\" proto=\"tcp\" ports=\"110\"",
+    "reason=\"admin-prohibited\" count=\"1\" proto=\"tcp\" ports=\"113\"",
+];
+
+/// One benchmarked command and what a right answer looks like.
+struct Row {
+    name: &'static str,
+    tool: Tool,
+    args: Vec<&'static str>,
+    ports_line: String,
+    xml_needles: Vec<&'static str>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    Portcullis,
+    Nmap,
+}
+
+fn rows() -> Vec<Row> {
+    let tcp = |n: u32| format!("{TCP_PORTS}\tIgnored State: filtered ({n})");
+    let row = |name, tool, args: &[&'static str], ports_line: String, xml: &[&'static str]| Row {
+        name,
+        tool,
+        args: args.to_vec(),
+        ports_line,
+        xml_needles: xml.to_vec(),
+    };
+    use Tool::{Nmap, Portcullis};
+    vec![
+        row("portcullis -sS -F", Portcullis, &["-Pn", "-sS", "-F"], tcp(96), &TCP_REASONS),
+        row("nmap -sS -F", Nmap, &["-Pn", "-sS", "-F"], tcp(96), &TCP_REASONS),
+        row(
+            "portcullis -sS -F --no-refill-pass",
+            Portcullis,
+            &["-Pn", "-sS", "-F", "--no-refill-pass"],
+            tcp(96),
+            &TCP_REASONS,
+        ),
+        row(
+            "nmap -sS -F -T5 --min-rate 100000",
+            Nmap,
+            &["-Pn", "-sS", "-F", "-T5", "--min-rate", "100000"],
+            tcp(96),
+            &TCP_REASONS,
+        ),
+        row("portcullis -sS -p-", Portcullis, &["-Pn", "-sS", "-p-"], tcp(65529), &TCP_REASONS),
+        row(
+            "nmap -sS -p- -T5 --min-rate 100000",
+            Nmap,
+            &["-Pn", "-sS", "-p-", "-T5", "--min-rate", "100000"],
+            tcp(65529),
+            &TCP_REASONS,
+        ),
+        row("portcullis -sU -F", Portcullis, &["-Pn", "-sU", "-F"], UDP_PORTS.to_owned(), &[]),
+        row("nmap -sU -F -T4", Nmap, &["-Pn", "-sU", "-F", "-T4"], UDP_PORTS.to_owned(), &[]),
+        row("portcullis -sT -F", Portcullis, &["-Pn", "-sT", "-F"], tcp(96), &TCP_REASONS),
+        // nmap -sT reports REJECT icmp-port-unreachable (110) as closed, by design.
+        row(
+            "nmap -sT -F -T4",
+            Nmap,
+            &["-Pn", "-sT", "-F", "-T4"],
+            format!(
+                "{}\tIgnored State: filtered (95)",
+                TCP_PORTS.replace(
+                    "80/open/tcp//http///, ",
+                    "80/open/tcp//http///, 110/closed/tcp//pop3///, "
+                )
+            ),
+            &[],
+        ),
+        row(
+            "portcullis -sA -F",
+            Portcullis,
+            &["-Pn", "-sA", "-F"],
+            format!("{ACK_PORTS}\tIgnored State: filtered (96)"),
+            &TCP_REASONS,
+        ),
+        row(
+            "nmap -sA -F -T4",
+            Nmap,
+            &["-Pn", "-sA", "-F", "-T4"],
+            format!("{ACK_PORTS}\tIgnored State: filtered (96)"),
+            &TCP_REASONS,
+        ),
+    ]
+}
+
+/// The hidden listener task: `bench scan --listen ADDR`, run inside the target namespace.
+fn listen(addr: &str) -> Result<()> {
+    let mut threads = Vec::new();
+    for port in [22u16, 80] {
+        let l = TcpListener::bind((addr, port)).with_context(|| format!("bind tcp {port}"))?;
+        threads.push(std::thread::spawn(move || {
+            for c in l.incoming() {
+                drop(c);
+            }
+        }));
+    }
+    let u = UdpSocket::bind((addr, 53)).context("bind udp 53")?;
+    let mut buf = [0u8; 2048];
+    loop {
+        if let Ok((n, from)) = u.recv_from(&mut buf) {
+            let reply: &[u8] = if n == 0 { b"x" } else { &buf[..n] };
+            let _ = u.send_to(reply, from);
+        }
+    }
+}
+
+struct Rig {
+    listener: Child,
+    scanner: Netns,
+    _target: Netns,
+    target_ip: String,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        let _ = self.listener.kill();
+        let _ = self.listener.wait();
+    }
+}
+
+fn rig() -> Result<Rig> {
+    let target = Netns::create("scanbt")?;
+    let scanner = Netns::create("scanbs")?;
+    let l = link(&target, &scanner, 0)?;
+    let mut c =
+        target.command("iptables-restore").stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    c.stdin.take().context("stdin")?.write_all(TARGET_RULES.as_bytes())?;
+    let out = c.wait_with_output()?;
+    ensure!(out.status.success(), "iptables-restore: {}", String::from_utf8_lossy(&out.stderr));
+    let exe = std::env::current_exe()?;
+    let target_ip = l.a_v4.to_string();
+    let listener = target
+        .command(&exe.to_string_lossy())
+        .args(["bench", "scan", "--listen", &target_ip])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("start listeners")?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(Rig { listener, scanner, _target: target, target_ip })
+}
+
+fn build_portcullis(root: &Path) -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--release", "-p", "portcullis"])
+        .status()
+        .context("cargo build")?;
+    ensure!(status.success(), "building portcullis failed");
+    Ok(root.join("target/release/portcullis"))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+struct Outcome {
+    name: &'static str,
+    tool: Tool,
+    times: Vec<f64>,
+    right: usize,
+}
+
+fn run_row(rig: &Rig, bin: &Path, row: &Row, runs: usize, dir: &Path) -> Result<Outcome> {
+    let mut times = Vec::new();
+    let mut right = 0;
+    let gnmap = dir.join("out.gnmap");
+    let xml = dir.join("out.xml");
+    for _ in 0..runs {
+        let _ = std::fs::remove_file(&gnmap);
+        let _ = std::fs::remove_file(&xml);
+        let mut cmd = match row.tool {
+            Tool::Portcullis => {
+                let mut c = rig.scanner.command(&bin.to_string_lossy());
+                c.arg("scan");
+                c
+            }
+            Tool::Nmap => {
+                let mut c = rig.scanner.command("nmap");
+                c.arg("-n");
+                c
+            }
+        };
+        cmd.args(&row.args)
+            .arg("-oG")
+            .arg(&gnmap)
+            .arg("-oX")
+            .arg(&xml)
+            .arg(&rig.target_ip)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let t0 = Instant::now();
+        let out = cmd.output().with_context(|| format!("running {}", row.name))?;
+        times.push(t0.elapsed().as_secs_f64());
+        ensure!(out.status.success(), "{}: {}", row.name, String::from_utf8_lossy(&out.stderr));
+        let g = std::fs::read_to_string(&gnmap).unwrap_or_default();
+        let x = std::fs::read_to_string(&xml).unwrap_or_default();
+        let line_ok = g.lines().any(|l| l.ends_with(&format!("\tPorts: {}", row.ports_line)));
+        let xml_ok = row.xml_needles.iter().all(|n| x.contains(n));
+        if line_ok && xml_ok {
+            right += 1;
+        }
+    }
+    Ok(Outcome { name: row.name, tool: row.tool, times, right })
+}
+
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    let mut runs = 10;
+    let mut nmap = true;
+    let mut only: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--listen" => return listen(it.next().context("--listen ADDR")?),
+            "--runs" => runs = it.next().context("--runs N")?.parse()?,
+            "--quick" => runs = 3,
+            "--no-nmap" => nmap = false,
+            "--only" => only = Some(it.next().context("--only NAME")?.clone()),
+            other => bail!("unknown argument {other:?}"),
+        }
+    }
+    if let Some(why) = portcullis_netns::missing_prerequisite(&["iptables-restore"]) {
+        bail!("bench scan needs the namespace rig: {why}");
+    }
+    nmap &= Command::new("nmap").arg("--version").output().is_ok();
+    let bin = build_portcullis(root)?;
+    let dir = std::env::temp_dir().join(format!("pcl-bench-scan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let rig = rig()?;
+    let mut results = Vec::new();
+    for row in rows() {
+        if row.tool == Tool::Nmap && !nmap {
+            continue;
+        }
+        if only.as_deref().is_some_and(|o| !row.name.contains(o)) {
+            continue;
+        }
+        eprintln!("bench scan: {} x{runs}", row.name);
+        results.push(run_row(&rig, &bin, &row, runs, &dir)?);
+    }
+    drop(rig);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("| command | runs | median s | min–max s | exact runs | vs nmap (row below) |");
+    println!("|---|---|---|---|---|---|");
+    for (i, r) in results.iter().enumerate() {
+        let mut t = r.times.clone();
+        let med = median(&mut t);
+        let (lo, hi) = (t[0], t[t.len() - 1]);
+        let ratio = match (r.tool, results.get(i + 1)) {
+            (Tool::Portcullis, Some(n)) if n.tool == Tool::Nmap => {
+                let mut nt = n.times.clone();
+                format!("{:.2}x faster", median(&mut nt) / med)
+            }
+            _ => String::new(),
+        };
+        println!(
+            "| {} | {} | {med:.3} | {lo:.3}–{hi:.3} | {}/{} | {ratio} |",
+            r.name,
+            r.times.len(),
+            r.right,
+            r.times.len()
+        );
+    }
+    Ok(())
+}
