@@ -347,7 +347,7 @@ impl Prepared {
             let mut names: Vec<&String> = policies.iter().chain(rewrite).chain(create).collect();
             names.dedup();
             let mut got = Table::new(*t);
-            for n in names {
+            for n in &names {
                 let text = self.target.list_chain(*t, n)?;
                 let rs = parse_rules_spec(&text, *t, self.target.family)
                     .map_err(|e| ApplyError::Readback(Box::new(e)))?;
@@ -359,7 +359,7 @@ impl Prepared {
                 &Ruleset { family: self.target.family, tables: vec![got] },
                 self.target.backend,
             );
-            let only: Vec<&str> = got.tables[0].chains.iter().map(|c| c.name.as_str()).collect();
+            let only: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
             diff_tables(w, got.table(*t), Some(&only), &mut drift);
         }
         Ok(drift)

@@ -1,0 +1,339 @@
+//! Acceptance tests of issue 5 that run real iptables (both backends) in throwaway
+//! namespaces: apply and read back every baseline fixture, fault injection (a failing
+//! later table, a rule iptables refuses, concurrent applies, a held lock), and error
+//! mapping to the user's lines.
+#![allow(clippy::print_stderr, reason = "tests print notes on stderr")]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::fcntl::{Flock, FlockArg};
+use portcullis_apply::{ApplyError, ApplyOptions, FailureKind, Target, apply};
+use portcullis_netns::{Netns, can_run_or_skip};
+use portcullis_rules::{Backend, Family, Ruleset, canonicalize};
+use portcullis_syntax::{SaveOptions, parse_save_as, read_rulesets, render_save};
+
+const BACKENDS: [Backend; 2] = [Backend::Nft, Backend::Legacy];
+
+fn target(ns: &Netns, family: Family, backend: Backend) -> Target {
+    let mut t = Target::new(Some(ns.name()), family, backend);
+    t.lockfile = Some(ns.lockfile().to_path_buf());
+    t
+}
+
+fn opts() -> ApplyOptions {
+    let mut o = ApplyOptions::from_env();
+    o.ssh_connection = None;
+    o.force = true;
+    o
+}
+
+/// The ruleset in the form two equal rulesets share: canonical for `backend`, every
+/// table with its builtin chains, no counters, as save text (so a failure shows a diff).
+fn canonical_text(rs: &Ruleset, backend: Backend) -> String {
+    let mut c = canonicalize(rs, backend);
+    c.tables.sort_by_key(|t| t.name);
+    for t in &mut c.tables {
+        t.complete_builtins();
+        t.sort_chains();
+        for ch in &mut t.chains {
+            ch.counters = None;
+            for r in &mut ch.rules {
+                r.counters = None;
+            }
+        }
+    }
+    render_save(&c, SaveOptions::default())
+}
+
+/// The kernel's ruleset, restricted to the tables `like` has, in canonical text.
+fn kernel_text(t: &Target, like: &Ruleset) -> String {
+    let text = t.save(None, portcullis_apply::Counters::Drop).expect("iptables-save runs");
+    let mut got = parse_save_as(&text, t.family).expect("iptables-save output parses");
+    got.tables.retain(|x| like.table(x.name).is_some());
+    canonical_text(&got, t.backend)
+}
+
+/// The whole kernel ruleset as save text without comments and counters.
+fn raw_state(t: &Target) -> String {
+    let text = t.save(None, portcullis_apply::Counters::Drop).expect("iptables-save runs");
+    text.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect()
+}
+
+fn fixture_files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in [root.join("../portcullis-syntax/test_data/baseline"), root.join("test_data")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "rules" || x == "sh") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// FIXME(portcullis-syntax, portcullis-rules): model gaps that make a fixture fail to
+/// apply or read back differently; reported to their owners. Every other difference fails.
+const KNOWN_GAPS: &[(&str, &str)] = &[
+    // `-p udp -m length --length 0:100 --dport 161`: the implicit udp option after another
+    // module is given to that module, so validation refuses it.
+    ("0005_kitchen_sink.rules", "invalid value `length' for --dport"),
+    // ip6tables-save prints `--header frag` as `ipv6-frag`; canonicalize keeps `frag`.
+    ("0006_ipv6_server_v6.rules", "ipv6header --header ipv6-frag"),
+];
+
+// Acceptance 1: apply then read back equals the canonical ruleset, every fixture, both
+// backends.
+#[test]
+fn every_fixture_reads_back_canonical_on_both_backends() {
+    if !can_run_or_skip(
+        "every_fixture_reads_back_canonical_on_both_backends",
+        &["iptables-nft-restore", "iptables-legacy-restore"],
+    ) {
+        return;
+    }
+    let files = fixture_files();
+    assert!(files.len() >= 3, "fixtures found: {files:?}");
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).expect("fixture reads");
+        let input = read_rulesets(&text)
+            .unwrap_or_else(|e| panic!("{}", e.render(&path.display().to_string())));
+        for backend in BACKENDS {
+            let ns = Netns::create("applyfix").expect("namespace");
+            for rs in &input.rulesets {
+                let what = format!("{} ({backend:?}, {:?})", path.display(), rs.family);
+                let t = target(&ns, rs.family, backend);
+                let applied = match apply(rs, &t, &opts()) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        failures.push(format!("{what}: {e}"));
+                        continue;
+                    }
+                };
+                let drift: Vec<String> = applied.drift.iter().map(ToString::to_string).collect();
+                if !drift.is_empty() {
+                    failures.push(format!("{what}: drift:\n{}", drift.join("\n")));
+                }
+                let (got, want) = (kernel_text(&t, rs), canonical_text(rs, backend));
+                if got != want {
+                    failures.push(format!(
+                        "{what}: the kernel differs:\n--- kernel\n{got}--- canonical\n{want}"
+                    ));
+                }
+                checked += 1;
+            }
+        }
+    }
+    let mut unexpected = Vec::new();
+    let mut hit = vec![false; KNOWN_GAPS.len()];
+    for f in &failures {
+        match KNOWN_GAPS.iter().position(|(file, what)| f.contains(file) && f.contains(what)) {
+            Some(i) => hit[i] = true,
+            None => unexpected.push(f.as_str()),
+        }
+    }
+    assert!(unexpected.is_empty(), "{}", unexpected.join("\n\n"));
+    for (i, (file, what)) in KNOWN_GAPS.iter().enumerate() {
+        if !hit[i] {
+            // Not an assertion: a fix landing in a sibling crate must not break this test.
+            eprintln!("note: known gap fixed, remove it from KNOWN_GAPS: {file}: {what}");
+        }
+    }
+    assert!(checked >= files.len(), "{checked} applies checked");
+}
+
+const BEFORE: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m tcp --dport 8080 -j DNAT --to-destination 198.18.0.9:80\nCOMMIT\n*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:OLD - [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n-A INPUT -j OLD\n-A OLD -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n";
+
+fn load_before(ns: &Netns, t: &Target) -> String {
+    let mut c = ns.command(&t.program("restore"));
+    c.args(["-w", "5"]).stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("restore spawns");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), BEFORE.as_bytes())
+        .expect("write");
+    assert!(child.wait().expect("wait").success(), "the old ruleset loads");
+    raw_state(t)
+}
+
+/// A good filter table, then a nat table with a rule iptables-restore refuses.
+const FAILS_LATE: &str = "# a good filter table, then a bad nat table\n*filter\n:INPUT ACCEPT [0:0]\n:NEW - [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -j NEW\n-A NEW -p tcp --dport 443 -j ACCEPT\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 198.18.0.1:8080\n-A PREROUTING -p tcp --dport 81 -m nosuchmodule --frob 1 -j ACCEPT\nCOMMIT\n";
+
+/// A rule that refers to an ipset that does not exist: refused by iptables, not by the
+/// model.
+const NO_SUCH_SET: &str = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp --dport 81 -j ACCEPT\n-A PREROUTING -m set --match-set pcl-no-such-set src -j ACCEPT\nCOMMIT\n";
+
+fn expect_rejected(err: ApplyError) -> portcullis_apply::Rejected {
+    match err {
+        ApplyError::Rejected(r) => *r,
+        other => panic!("expected a rejection, got {other}"),
+    }
+}
+
+// Acceptance 2 (first two points) and 5: a later table fails, or iptables refuses a rule:
+// every table stays exactly as before, and the error names the user's line.
+#[test]
+fn failing_later_table_changes_nothing_and_names_the_line() {
+    if !can_run_or_skip(
+        "failing_later_table_changes_nothing_and_names_the_line",
+        &["iptables-nft-restore", "iptables-legacy-restore"],
+    ) {
+        return;
+    }
+    for backend in BACKENDS {
+        for (text, bad_line, token) in [(FAILS_LATE, 12, "nosuchmodule"), (NO_SUCH_SET, 8, "")] {
+            let ns = Netns::create("applyfail").expect("namespace");
+            let t = target(&ns, Family::V4, backend);
+            let before = load_before(&ns, &t);
+            let rs = portcullis_syntax::parse_save(text).expect("the model accepts it");
+            let rejected = expect_rejected(apply(&rs, &t, &opts()).expect_err("iptables refuses"));
+            assert_eq!(raw_state(&t), before, "{backend:?}: the kernel changed");
+            assert_eq!(
+                rejected.rolled_back,
+                vec![portcullis_rules::TableName::Filter],
+                "{backend:?}"
+            );
+            let span = rejected.span.clone().expect("placed in the file");
+            assert_eq!(span.line, bad_line, "{backend:?}: {}", rejected.failure.stderr);
+            let shown = rejected.render("rules.v4", text);
+            assert!(shown.contains(&format!("--> rules.v4:{bad_line}:")), "{shown}");
+            if !token.is_empty() {
+                let col = text
+                    .lines()
+                    .nth(bad_line as usize - 1)
+                    .and_then(|l| l.find(token))
+                    .expect("token")
+                    + 1;
+                assert!(shown.contains(&format!("rules.v4:{bad_line}:{col}")), "{shown}");
+            }
+        }
+    }
+}
+
+const RS_A: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m tcp --dport 1001 -j DNAT --to-destination 198.18.0.1:1\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 1001 -j ACCEPT\nCOMMIT\n";
+const RS_B: &str = "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -m tcp --dport 2002 -j DNAT --to-destination 198.18.0.2:2\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 2002 -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 2003 -j ACCEPT\nCOMMIT\n";
+
+// Acceptance 2 (third point): two concurrent applies to one namespace both finish, and one
+// of the two complete rulesets is in force, never a mix.
+#[test]
+fn concurrent_applies_never_mix() {
+    if !can_run_or_skip(
+        "concurrent_applies_never_mix",
+        &["iptables-nft-restore", "iptables-legacy-restore"],
+    ) {
+        return;
+    }
+    for backend in BACKENDS {
+        let ns = Netns::create("applyconc").expect("namespace");
+        let t = Arc::new(target(&ns, Family::V4, backend));
+        let a = portcullis_syntax::parse_save(RS_A).expect("A parses");
+        let b = portcullis_syntax::parse_save(RS_B).expect("B parses");
+        for round in 0..4 {
+            let handles: Vec<_> = [a.clone(), b.clone()]
+                .into_iter()
+                .map(|rs| {
+                    let t = Arc::clone(&t);
+                    std::thread::spawn(move || {
+                        apply(&rs, &t, &opts()).map(|_| ()).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for h in handles {
+                let r = h.join().expect("thread");
+                assert!(r.is_ok(), "{backend:?} round {round}: {r:?}");
+            }
+            let now = kernel_text(&t, &a);
+            assert!(
+                now == canonical_text(&a, backend) || now == canonical_text(&b, backend),
+                "{backend:?} round {round}: a mix is in force:\n{now}"
+            );
+        }
+    }
+}
+
+// Acceptance 2 (fourth point): the xtables lock held by another process: a bounded wait,
+// then a clear error, and nothing changed.
+#[test]
+fn held_lock_gives_bounded_wait_and_clear_error() {
+    if !can_run_or_skip(
+        "held_lock_gives_bounded_wait_and_clear_error",
+        &["iptables-legacy-restore"],
+    ) {
+        return;
+    }
+    let ns = Netns::create("applylock").expect("namespace");
+    let mut t = target(&ns, Family::V4, Backend::Legacy);
+    t.wait_secs = 1;
+    let before = raw_state(&t);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(ns.lockfile())
+        .expect("lock file");
+    let held = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| e).expect("flock");
+    let rs = portcullis_syntax::parse_save(RS_A).expect("parses");
+    let rejected = expect_rejected(apply(&rs, &t, &opts()).expect_err("the lock is held"));
+    assert_eq!(
+        rejected.failure.kind,
+        FailureKind::LockBusy { waited_secs: Some(1) },
+        "{}",
+        rejected.failure.stderr
+    );
+    assert!(
+        rejected.render("f", RS_A).contains("held the xtables lock"),
+        "{}",
+        rejected.render("f", RS_A)
+    );
+    drop(held);
+    assert_eq!(raw_state(&t), before);
+    // Once the lock is free the same apply goes through.
+    apply(&rs, &t, &opts()).expect("applies once the lock is free");
+    assert_eq!(kernel_text(&t, &rs), canonical_text(&rs, Backend::Legacy));
+}
+
+// Incremental mode: one changed chain is rewritten, the rest untouched, and the result
+// equals a full apply.
+#[test]
+fn incremental_rewrites_only_changed_chains() {
+    if !can_run_or_skip(
+        "incremental_rewrites_only_changed_chains",
+        &["iptables-nft-restore", "iptables-legacy-restore"],
+    ) {
+        return;
+    }
+    let v1 = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:SVC-A - [0:0]\n:SVC-B - [0:0]\n:GONE - [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -j SVC-A\n-A INPUT -j SVC-B\n-A INPUT -j GONE\n-A SVC-A -p tcp --dport 80 -j ACCEPT\n-A SVC-B -p tcp --dport 81 -j ACCEPT\n-A GONE -p tcp --dport 82 -j ACCEPT\nCOMMIT\n";
+    let v2 = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:SVC-A - [0:0]\n:SVC-B - [0:0]\n:SVC-C - [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -j SVC-A\n-A INPUT -j SVC-B\n-A INPUT -j SVC-C\n-A SVC-A -p tcp --dport 80 -j ACCEPT\n-A SVC-B -p tcp --dport 8181 -j ACCEPT\n-A SVC-C -p tcp --dport 83 -j ACCEPT\nCOMMIT\n";
+    for backend in BACKENDS {
+        let ns = Netns::create("applyinc").expect("namespace");
+        let t = target(&ns, Family::V4, backend);
+        let r1 = portcullis_syntax::parse_save(v1).expect("v1");
+        let r2 = portcullis_syntax::parse_save(v2).expect("v2");
+        apply(&r1, &t, &opts()).expect("v1 applies");
+        let mut o = opts();
+        o.incremental = true;
+        let p = portcullis_apply::prepare(&r2, &t, &o).expect("plans");
+        let text = p.input.text.clone();
+        assert!(
+            !text.contains(":SVC-A") && !text.contains("-A SVC-A"),
+            "{backend:?}: unchanged chain rewritten:\n{text}"
+        );
+        assert!(
+            text.contains(":SVC-B - [0:0]")
+                && text.contains("-X GONE")
+                && text.contains(":SVC-C - [0:0]"),
+            "{text}"
+        );
+        let applied = p.commit().expect("v2 applies incrementally");
+        assert!(applied.drift.is_empty(), "{:?}", applied.drift);
+        assert_eq!(kernel_text(&t, &r2), canonical_text(&r2, backend), "{backend:?}");
+        // Nothing left to do: a second incremental apply is a no-op plan.
+        let again = portcullis_apply::prepare(&r2, &t, &o).expect("plans");
+        assert!(again.plan.is_noop(), "{}", again.plan);
+    }
+}
