@@ -703,8 +703,9 @@ fn canon_target(t: &Target, backend: Backend, family: Family) -> Option<Vec<Opt>
             let [o] = t.opts.as_slice() else { return None };
             let a: Address = arg(o)?.parse().ok()?;
             a.family().filter(|f| *f == family)?;
-            Some(vec![opt1(false, "to", a.to_string())])
+            Some(vec![opt1(false, "to", a.canonical().to_string())])
         }
+        "TPROXY" => tproxy(t, family),
         "DSCP" => {
             let [o] = t.opts.as_slice() else { return None };
             Some(vec![opt1(false, "set-dscp", hex2(dscp_value(&o.name, arg(o)?, "set-dscp")?))])
@@ -813,11 +814,10 @@ fn nflog(t: &Target, backend: Backend) -> Option<Vec<Opt>> {
                 }
             }
             "nflog-prefix" if backend == Backend::Legacy => {
-                let p = arg(o)?;
-                let cut =
-                    p.char_indices().map(|(i, c)| i + c.len_utf8()).take_while(|e| *e <= 63).last();
-                out.push(opt1(false, "nflog-prefix", &p[..cut.unwrap_or(0)]));
+                out.push(opt1(false, "nflog-prefix", crate::view::truncate(arg(o)?, 63)));
             }
+            // iptables-nft has no expression for a copy range and drops it (observed).
+            "nflog-range" if backend == Backend::Nft => {}
             _ => out.push(o.clone()),
         }
     }
@@ -825,4 +825,32 @@ fn nflog(t: &Target, backend: Backend) -> Option<Vec<Opt>> {
         out,
         &["nflog-prefix", "nflog-group", "nflog-size", "nflog-range", "nflog-threshold"],
     ))
+}
+
+/// TPROXY prints `--on-port`, `--on-ip` (default the any address) and `--tproxy-mark`
+/// (default `0x0/0x0`; a lone value gets a full mask), always all three (observed).
+fn tproxy(t: &Target, family: Family) -> Option<Vec<Opt>> {
+    let (mut port, mut ip, mut mark) = (None, None, None);
+    for o in &t.opts {
+        let a = arg(o)?;
+        match o.name.as_str() {
+            "on-port" => port = Some(parse_port(a).ok()?),
+            "on-ip" => {
+                let addr: IpAddr = a.parse().ok()?;
+                (addr.is_ipv4() == (family == Family::V4)).then_some(())?;
+                ip = Some(addr);
+            }
+            "tproxy-mark" => mark = Some(MarkMask::parse(a, "--tproxy-mark").ok()?),
+            _ => return None,
+        }
+    }
+    let any = match family {
+        Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    };
+    Some(vec![
+        opt1(false, "on-port", port?.to_string()),
+        opt1(false, "on-ip", ip.unwrap_or(any).to_string()),
+        opt1(false, "tproxy-mark", mark.unwrap_or(MarkMask { value: 0, mask: 0 }).saved_target()),
+    ])
 }

@@ -439,7 +439,7 @@ impl RejectWith {
 pub struct LogTarget {
     /// `--log-level`, 0 to 7 (default 4, warning).
     pub level: u8,
-    /// `--log-prefix`, at most 29 bytes.
+    /// `--log-prefix`, at most 29 bytes (iptables cuts a longer prefix).
     pub prefix: Option<String>,
     /// `--log-tcp-sequence`.
     pub tcp_sequence: bool,
@@ -1330,10 +1330,7 @@ fn log(t: &Target) -> Result<LogTarget, ModelError> {
         match o.name.as_str() {
             "log-level" => set_once(&mut level, parse_log_level(one(o)?)?, "LOG", "log-level")?,
             "log-prefix" => {
-                let s = one(o)?;
-                if s.len() > LogTarget::MAX_PREFIX {
-                    return Err(invalid("--log-prefix", s, "at most 29 bytes"));
-                }
+                let s = truncate(one(o)?, LogTarget::MAX_PREFIX);
                 set_once(&mut v.prefix, s.to_owned(), "LOG", "log-prefix")?;
             }
             "log-tcp-sequence" => flag(o).map(|()| v.tcp_sequence = true)?,
@@ -1346,6 +1343,15 @@ fn log(t: &Target) -> Result<LogTarget, ModelError> {
     }
     v.level = level.unwrap_or(4);
     Ok(v)
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn mark_target(t: &Target) -> Result<MarkMask, ModelError> {

@@ -868,14 +868,14 @@ const LOG_LEVELS: &[(&str, u8)] = &[
     ("debug", 7),
 ];
 
-/// Parses a `--log-level`: 0 to 7 or a syslog level name.
+/// Parses a `--log-level`: 0 to 7 or a lower-case syslog level name.
 pub fn parse_log_level(s: &str) -> Result<u8, ModelError> {
     if let Some(n) = parse_number(s, 7) {
         return u8::try_from(n).map_err(|_| invalid("--log-level", s, "0 to 7"));
     }
     LOG_LEVELS
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(s))
+        .find(|(n, _)| *n == s)
         .map(|(_, l)| *l)
         .ok_or_else(|| invalid("--log-level", s, "0 to 7 or a syslog level name"))
 }
@@ -980,5 +980,6 @@ mod tests {
         assert_eq!(parse_log_level("7").unwrap(), 7);
         assert!(parse_log_level("8").is_err());
         assert!(parse_log_level("err").is_err());
+        assert!(parse_log_level("Warning").is_err());
     }
 }
