@@ -166,8 +166,16 @@ pub struct Prediction {
 pub fn predict(proto: Proto, v: &Verdict, listening: bool) -> Vec<Prediction> {
     use PortState::{Closed, Filtered, Open, OpenFiltered};
     let one = |state, reason| vec![Prediction { state, reason }];
+    // Where the answer is not in the ruleset, a probe may see anything (silence is
+    // open|filtered for UDP).
     let anything = |reason| {
-        [Open, Closed, Filtered].into_iter().map(|state| Prediction { state, reason }).collect()
+        let silent = if proto == Proto::Udp { OpenFiltered } else { Filtered };
+        [Open, Closed, Filtered, silent]
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|state| Prediction { state, reason })
+            .collect()
     };
     match (v, proto) {
         (Verdict::Accept, Proto::Tcp) if listening => one(Open, Reason::SynAck),
