@@ -24,8 +24,8 @@ use std::net::IpAddr;
 
 pub use self::values::{
     AddrTypes, CtStates, CtStatus, IcmpType, IpRange, MacAddr, MarkMask, PortRange, Rate, RateUnit,
-    TcpFlags, TcpFlagsSpec, U32Range, parse_log_level, parse_number, parse_port, parse_u32,
-    service_port,
+    TcpFlags, TcpFlagsSpec, U32Range, icmp_type_names, parse_log_level, parse_number, parse_port,
+    parse_u32, service_name, service_port,
 };
 use crate::Family;
 use crate::addr::{Address, Protocol};

@@ -122,6 +122,11 @@ pub fn service_port(name: &str) -> Option<u16> {
     SERVICES.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
 }
 
+/// The first name of `port` in portcullis' built-in service table (`22` → `ssh`).
+pub fn service_name(port: u16) -> Option<&'static str> {
+    SERVICES.iter().find(|(_, p)| *p == port).map(|(n, _)| *n)
+}
+
 /// Parses one port as iptables does: a number from 0 to 65535 or a service name.
 pub fn parse_port(s: &str) -> Result<u16, ModelError> {
     parse_number(s, 65535)
@@ -444,6 +449,17 @@ const ICMP6_NAMES: &[(&str, u8, u8, u8)] = &[
     ("redirect", 137, 0, 255),
 ];
 
+/// The ICMP (V4) or ICMPv6 (V6) type names iptables knows, as
+/// `(name, type, code_min, code_max)`, in libxtables' order (aliases such as `ping` follow
+/// their main name, so the first entry for a type and code range is the name iptables
+/// prints).
+pub fn icmp_type_names(family: Family) -> &'static [(&'static str, u8, u8, u8)] {
+    match family {
+        Family::V4 => ICMP_NAMES,
+        Family::V6 => ICMP6_NAMES,
+    }
+}
+
 impl IcmpType {
     /// ICMP `any`.
     pub const ANY: Self = Self { type_: 255, code_min: 0, code_max: 255 };
@@ -483,6 +499,15 @@ impl IcmpType {
             }));
         }
         Ok(Self { type_, code_min, code_max })
+    }
+
+    /// The name iptables prints for this type and code range, if it has one
+    /// (`echo-request`, `port-unreachable`).
+    pub fn name(self, family: Family) -> Option<&'static str> {
+        icmp_type_names(family)
+            .iter()
+            .find(|(_, t, lo, hi)| (*t, *lo, *hi) == (self.type_, self.code_min, self.code_max))
+            .map(|(n, ..)| *n)
     }
 
     /// Whether a packet of this type and code matches (ICMP `any` matches every packet).
@@ -944,6 +969,14 @@ mod tests {
         assert_eq!(v6("mld-listener-reduction").unwrap(), "132");
         assert_eq!(v6("1/0").unwrap(), "1/0");
         assert!(IcmpType::ANY.matches(Family::V4, 3, 3));
+        let t = IcmpType::parse("8", Family::V4).unwrap();
+        assert_eq!(t.name(Family::V4), Some("echo-request"));
+        assert_eq!(
+            IcmpType::parse("3/3", Family::V4).unwrap().name(Family::V4),
+            Some("port-unreachable")
+        );
+        assert_eq!(service_name(22), Some("ssh"));
+        assert_eq!(service_name(80), Some("http"));
     }
 
     #[test]
