@@ -154,21 +154,21 @@ fn long_base(name: &str) -> Option<char> {
     })
 }
 
-fn is_option_token(t: &Token) -> bool {
+fn is_option_token(t: &Token<'_>) -> bool {
     !t.quoted && t.text.len() > 1 && t.text.starts_with('-')
 }
 
-fn is_bang(t: &Token) -> bool {
+fn is_bang(t: &Token<'_>) -> bool {
     !t.quoted && t.text == "!"
 }
 
-struct P<'a> {
-    toks: &'a [Token],
+struct P<'a, 'b> {
+    toks: &'a [Token<'b>],
     i: usize,
 }
 
-impl P<'_> {
-    fn peek(&self) -> Option<&Token> {
+impl<'a, 'b> P<'a, 'b> {
+    fn peek(&self) -> Option<&'a Token<'b>> {
         self.toks.get(self.i)
     }
 
@@ -180,7 +180,7 @@ impl P<'_> {
         match self.toks.get(self.i) {
             Some(t) if !is_option_token(t) => {
                 self.i += 1;
-                Ok((t.text.clone(), self.i - 1))
+                Ok((t.text.to_string(), self.i - 1))
             }
             _ => {
                 Err((self.i.min(self.toks.len()), ParseErrorKind::MissingArgument(opt.to_owned())))
@@ -196,7 +196,7 @@ impl P<'_> {
         match self.toks.get(self.i) {
             Some(t) if !is_option_token(t) && !is_bang(t) => {
                 self.i += 1;
-                Some((t.text.clone(), self.i - 1))
+                Some((t.text.to_string(), self.i - 1))
             }
             _ => None,
         }
@@ -204,7 +204,7 @@ impl P<'_> {
 }
 
 fn model(at: usize) -> impl Fn(portcullis_rules::ModelError) -> ArgError {
-    move |e| (at, ParseErrorKind::Model(e))
+    move |e| (at, ParseErrorKind::from(e))
 }
 
 fn chain_name(s: &str, at: usize) -> Result<ChainName, ArgError> {
@@ -227,7 +227,7 @@ fn parse_counters(p: &str, b: &str, at: usize) -> Result<Counters, ArgError> {
 
 /// Parses the argv of one iptables command (program name and `-t` excluded or included).
 /// `in_restore` forbids `-t`.
-pub(crate) fn parse_args(toks: &[Token], in_restore: bool) -> Result<Parsed, ArgError> {
+pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed, ArgError> {
     let mut p = P { toks, i: 0 };
     let mut cmd: Option<(Cmd, usize)> = None;
     let mut cmd_args: Vec<(String, usize)> = Vec::new();
@@ -249,9 +249,9 @@ pub(crate) fn parse_args(toks: &[Token], in_restore: bool) -> Result<Parsed, Arg
             continue;
         }
         if !is_option_token(tok) {
-            return Err((at, ParseErrorKind::BadArgument(tok.text.clone())));
+            return Err((at, ParseErrorKind::BadArgument(tok.text.to_string())));
         }
-        let text = tok.text.clone();
+        let text: &str = &tok.text;
         p.i += 1;
         // Split into a base letter (with a glued value) or a module option name.
         let (letter, glued, long_name) = if let Some(long) = text.strip_prefix("--") {
@@ -288,11 +288,11 @@ pub(crate) fn parse_args(toks: &[Token], in_restore: bool) -> Result<Parsed, Arg
                 if is_option_token(t) || is_bang(t) {
                     break;
                 }
-                args.push(t.text.clone());
+                args.push(t.text.to_string());
                 p.i += 1;
             }
-            let opt = Opt { negated, name: long_name.clone(), args };
-            place_module_option(&mut rule, &mut ctx, opt, at, &text)?;
+            let opt = Opt { negated, name: long_name, args };
+            place_module_option(&mut rule, &mut ctx, opt, at, text)?;
             continue;
         };
         let set_cmd = |cmd: &mut Option<(Cmd, usize)>, c: Cmd| {
@@ -389,7 +389,7 @@ pub(crate) fn parse_args(toks: &[Token], in_restore: bool) -> Result<Parsed, Arg
             'j' => {
                 let (v, _) = p.arg("-j", glued)?;
                 if rule.action.is_some() {
-                    return Err((at, ParseErrorKind::BadArgument(text)));
+                    return Err((at, ParseErrorKind::BadArgument(text.to_owned())));
                 }
                 rule.action = Some(Action::Jump(Target::new(&v)));
                 ctx = Ctx::Target;
@@ -397,7 +397,7 @@ pub(crate) fn parse_args(toks: &[Token], in_restore: bool) -> Result<Parsed, Arg
             'g' => {
                 let (v, vi) = p.arg("-g", glued)?;
                 if rule.action.is_some() {
-                    return Err((at, ParseErrorKind::BadArgument(text)));
+                    return Err((at, ParseErrorKind::BadArgument(text.to_owned())));
                 }
                 rule.action = Some(Action::Goto(chain_name(&v, vi)?));
                 ctx = Ctx::None;
@@ -422,7 +422,7 @@ pub(crate) fn parse_args(toks: &[Token], in_restore: bool) -> Result<Parsed, Arg
                 p.arg("-W", glued)?;
             }
             'v' | 'n' | 'x' => {}
-            _ => return Err((at, ParseErrorKind::UnknownOption(text))),
+            _ => return Err((at, ParseErrorKind::UnknownOption(text.to_owned()))),
         }
     }
     if let Some(n) = neg {
@@ -488,7 +488,7 @@ pub(crate) fn parse_args(toks: &[Token], in_restore: bool) -> Result<Parsed, Arg
             let policy = Policy::from_str(&pol).map_err(|()| {
                 (
                     pi,
-                    ParseErrorKind::Model(portcullis_rules::ModelError::new(
+                    ParseErrorKind::from(portcullis_rules::ModelError::new(
                         portcullis_rules::ModelErrorKind::InvalidPolicy {
                             chain: chain.clone(),
                             policy: pol.clone(),
@@ -535,11 +535,11 @@ fn place_module_option(
     text: &str,
 ) -> Result<(), ArgError> {
     let knows = |m: &Match, name: &str| known_options(&m.name).is_none_or(|o| o.contains(&name));
-    if let Ctx::Match(i) = *ctx {
-        if knows(&rule.matches[i], &opt.name) {
-            rule.matches[i].opts.push(opt);
-            return Ok(());
-        }
+    if let Ctx::Match(i) = *ctx
+        && knows(&rule.matches[i], &opt.name)
+    {
+        rule.matches[i].opts.push(opt);
+        return Ok(());
     }
     if let Some(m) = rule
         .matches
@@ -551,14 +551,13 @@ fn place_module_option(
     }
     if let Some(module) =
         rule.proto.as_ref().filter(|p| !p.negated).and_then(|p| implicit_module(&p.value))
+        && known_options(module).is_some_and(|o| o.contains(&opt.name.as_str()))
     {
-        if known_options(module).is_some_and(|o| o.contains(&opt.name.as_str())) {
-            let mut m = Match::new(module);
-            m.opts.push(opt);
-            rule.matches.push(m);
-            *ctx = Ctx::Match(rule.matches.len() - 1);
-            return Ok(());
-        }
+        let mut m = Match::new(module);
+        m.opts.push(opt);
+        rule.matches.push(m);
+        *ctx = Ctx::Match(rule.matches.len() - 1);
+        return Ok(());
     }
     match (*ctx, &mut rule.action) {
         (Ctx::Target, Some(Action::Jump(t))) => {

@@ -59,7 +59,7 @@ pub enum ParseErrorKind {
     /// A command that is not allowed in this kind of input.
     NotAllowed(&'static str),
     /// The model refused a value (bad address, invalid chain name, undefined chain…).
-    Model(ModelError),
+    Model(Box<ModelError>),
     /// Input that is not in any format portcullis reads.
     UnknownFormat,
 }
@@ -104,6 +104,12 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+impl From<ModelError> for ParseErrorKind {
+    fn from(e: ModelError) -> Self {
+        Self::Model(Box::new(e))
+    }
+}
 
 impl ParseError {
     /// Builds an error at a byte offset of `line_text`.

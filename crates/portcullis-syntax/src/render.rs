@@ -135,10 +135,8 @@ pub(crate) fn push_rule_spec(out: &mut String, rule: &Rule, counters_inline: boo
     for m in &rule.matches {
         push_match(out, m);
     }
-    if counters_inline {
-        if let Some(c) = rule.counters {
-            let _ = write!(out, " -c {} {}", c.packets, c.bytes);
-        }
+    if counters_inline && let Some(c) = rule.counters {
+        let _ = write!(out, " -c {} {}", c.packets, c.bytes);
     }
     match &rule.action {
         Some(Action::Jump(t)) => push_target(out, t),
@@ -180,10 +178,10 @@ fn push_table(out: &mut String, t: &Table, opts: SaveOptions) {
     }
     for c in &t.chains {
         for r in &c.rules {
-            if opts.counters {
-                if let Some(k) = r.counters {
-                    let _ = write!(out, "[{}:{}] ", k.packets, k.bytes);
-                }
+            if opts.counters
+                && let Some(k) = r.counters
+            {
+                let _ = write!(out, "[{}:{}] ", k.packets, k.bytes);
             }
             out.push_str("-A ");
             push_name(out, c.name.as_str());

@@ -55,16 +55,19 @@ fn strip_prompt(line: &str) -> (&str, usize) {
 /// double quotes allow `\"`, `\\`, `\$` and `` \` ``, a backslash outside quotes escapes
 /// the next character, `#` at the start of a word begins a comment, and `;`, `&&`, `||`
 /// end a command. Returns the commands' words with byte offsets.
-fn shell_words(line: &str) -> Result<Vec<Vec<Token>>, usize> {
+fn shell_words(line: &str) -> Result<Vec<Vec<Token<'static>>>, usize> {
     let mut commands = vec![Vec::new()];
     let mut cur = String::new();
     let mut start: Option<usize> = None;
     let mut quoted = false;
     let mut chars = line.char_indices().peekable();
-    let flush = |cur: &mut String, start: &mut Option<usize>, quoted: &mut bool, cmds: &mut Vec<Vec<Token>>| {
+    let flush = |cur: &mut String,
+                 start: &mut Option<usize>,
+                 quoted: &mut bool,
+                 cmds: &mut Vec<Vec<Token<'static>>>| {
         if let Some(s) = start.take() {
             cmds.last_mut().expect("one command").push(Token {
-                text: std::mem::take(cur),
+                text: std::borrow::Cow::Owned(std::mem::take(cur)),
                 quoted: *quoted,
                 offset: s,
             });
@@ -132,11 +135,11 @@ fn shell_words(line: &str) -> Result<Vec<Vec<Token>>, usize> {
 }
 
 /// Options that only read the ruleset; a script line using them changes nothing.
-fn is_read_only(toks: &[Token]) -> bool {
+fn is_read_only(toks: &[Token<'_>]) -> bool {
     toks.iter().any(|t| {
         !t.quoted
             && (matches!(
-                t.text.as_str(),
+                &*t.text,
                 "--list" | "--list-rules" | "--check" | "--version" | "--help" | "-h" | "-V"
             ) || (t.text.starts_with('-')
                 && !t.text.starts_with("--")
@@ -208,7 +211,7 @@ pub fn parse_script(text: &str) -> Result<ScriptOutcome, ParseError> {
         })?;
         for mut words in commands {
             let Some(family) = words.first().and_then(|w| command_family(&w.text)) else {
-                skipped.push((no, words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ")));
+                skipped.push((no, words.iter().map(|w| &*w.text).collect::<Vec<_>>().join(" ")));
                 continue;
             };
             words.remove(0);
@@ -216,9 +219,8 @@ pub fn parse_script(text: &str) -> Result<ScriptOutcome, ParseError> {
                 skipped.push((no, line_text.trim().to_owned()));
                 continue;
             }
-            let place = |at: usize| {
-                words.get(at).map_or(line_text.trim_end().len(), |w| offset + w.offset)
-            };
+            let place =
+                |at: usize| words.get(at).map_or(line_text.trim_end().len(), |w| offset + w.offset);
             let Parsed { table, family: only, mut command } = parse_args(&words, false)
                 .map_err(|(at, kind)| ParseError::at(no, &line_text, place(at), kind))?;
             if only.is_some_and(|f| f != family) {
@@ -239,7 +241,7 @@ pub fn parse_script(text: &str) -> Result<ScriptOutcome, ParseError> {
             let target = if family == Family::V4 { &mut v4 } else { &mut v6 };
             target
                 .execute(table, command)
-                .map_err(|e| ParseError::at(no, &line_text, place(1), ParseErrorKind::Model(e)))?;
+                .map_err(|e| ParseError::at(no, &line_text, place(1), ParseErrorKind::from(e)))?;
         }
     }
     Ok(ScriptOutcome { v4, v6, skipped })

@@ -3,11 +3,11 @@
 
 use std::borrow::Cow;
 
-/// One token of a restore line.
+/// One token of a restore line; its text borrows from the line when it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
+pub struct Token<'a> {
     /// The token's text, quotes removed and escapes resolved.
-    pub text: String,
+    pub text: Cow<'a, str>,
     /// Whether any part of the token was quoted (`"!"` is then a value, not syntax).
     pub quoted: bool,
     /// The byte offset of the token's first byte in the line.
@@ -36,72 +36,65 @@ pub struct TokenNotes {
 /// let texts: Vec<_> = tokens.iter().map(|t| t.text.as_str()).collect();
 /// assert_eq!(texts, ["-m", "comment", "--comment", r#"a "b" c"#, "foobar baz"]);
 /// ```
-pub fn tokenize(line: &str) -> (Vec<Token>, TokenNotes) {
-    let mut tokens = Vec::new();
-    let mut notes = TokenNotes::default();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut start = None::<usize>;
-    let mut quoted = false;
-    let mut in_quote = false;
-    let mut escaped = false;
-    let mut quote_at = 0;
+pub fn tokenize<'a>(line: &'a str) -> (Vec<Token<'a>>, TokenNotes) {
     let bytes = line.as_bytes();
-    let emit = |buf: &mut Vec<u8>,
-                start: &mut Option<usize>,
-                quoted: &mut bool,
-                tokens: &mut Vec<Token>,
-                at: usize| {
-        // Bytes come from a &str and are only regrouped at ASCII boundaries, except that a
-        // backslash escape may split nothing: escapes keep every byte.
-        let text = String::from_utf8_lossy(buf).into_owned();
-        tokens.push(Token { text, quoted: *quoted, offset: start.unwrap_or(at) });
-        buf.clear();
-        *start = None;
-        *quoted = false;
-    };
-    for (i, &c) in bytes.iter().enumerate() {
-        if c == b'\r' && notes.carriage_return.is_none() {
-            notes.carriage_return = Some(i);
+    let mut tokens = Vec::with_capacity(24);
+    let mut notes = TokenNotes { unterminated_quote: None, carriage_return: line.find('\r') };
+    let is_sep = |b: u8| matches!(b, b' ' | b'\t' | b'\n');
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip separators.
+        while i < bytes.len() && is_sep(bytes[i]) {
+            i += 1;
         }
-        if in_quote {
-            if escaped {
-                buf.push(c);
-                escaped = false;
-                continue;
-            } else if c == b'\\' {
-                escaped = true;
-                continue;
-            } else if c == b'"' {
-                in_quote = false;
-                // The closing quote ends the token, even an empty one.
-                emit(&mut buf, &mut start, &mut quoted, &mut tokens, i);
-                continue;
+        if i >= bytes.len() {
+            break;
+        }
+        let start = i;
+        // The unquoted head of the token.
+        while i < bytes.len() && !is_sep(bytes[i]) && bytes[i] != b'"' {
+            i += 1;
+        }
+        if i >= bytes.len() || is_sep(bytes[i]) {
+            tokens.push(Token {
+                text: Cow::Borrowed(&line[start..i]),
+                quoted: false,
+                offset: start,
+            });
+            continue;
+        }
+        // A quote opens (maybe mid-token): unescape until the closing quote, which ends
+        // the token whatever follows it.
+        let mut buf = bytes[start..i].to_vec();
+        let quote_at = i;
+        i += 1;
+        let mut closed = false;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' if i + 1 < bytes.len() => {
+                    buf.push(bytes[i + 1]);
+                    i += 2;
+                }
+                b'\\' => i += 1,
+                b'"' => {
+                    closed = true;
+                    i += 1;
+                    break;
+                }
+                b => {
+                    buf.push(b);
+                    i += 1;
+                }
             }
-            buf.push(c);
-            continue;
         }
-        if c == b'"' {
-            in_quote = true;
-            quoted = true;
-            quote_at = i;
-            start.get_or_insert(i);
-            continue;
+        // Bytes were only regrouped at ASCII boundaries, so they stay UTF-8.
+        let text = String::from_utf8(buf)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        if !closed {
+            // iptables keeps what the open quote swallowed, as an unquoted token.
+            notes.unterminated_quote = Some(quote_at);
         }
-        if matches!(c, b' ' | b'\t' | b'\n') {
-            if !buf.is_empty() {
-                emit(&mut buf, &mut start, &mut quoted, &mut tokens, i);
-            }
-            continue;
-        }
-        start.get_or_insert(i);
-        buf.push(c);
-    }
-    if in_quote {
-        notes.unterminated_quote = Some(quote_at);
-        quoted = false;
-    }
-    if !buf.is_empty() {
-        emit(&mut buf, &mut start, &mut quoted, &mut tokens, bytes.len());
+        tokens.push(Token { text: Cow::Owned(text), quoted: closed, offset: start });
     }
     (tokens, notes)
 }
@@ -156,7 +149,7 @@ mod tests {
     use super::*;
 
     fn texts(line: &str) -> Vec<String> {
-        tokenize(line).0.into_iter().map(|t| t.text).collect()
+        tokenize(line).0.into_iter().map(|t| t.text.into_owned()).collect()
     }
 
     #[test]
@@ -179,8 +172,24 @@ mod tests {
     #[test]
     fn quoted_flag_and_offsets() {
         let (t, _) = tokenize(r#"-m  "!" x"#);
-        assert_eq!((t[1].text.as_str(), t[1].quoted, t[1].offset), ("!", true, 4));
+        assert_eq!((&*t[1].text, t[1].quoted, t[1].offset), ("!", true, 4));
         assert_eq!((t[2].offset, t[2].quoted), (8, false));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tokenize_inverts_quote(s in "[^\n]{0,60}") {
+            let quoted = quote(&s);
+            let (toks, notes) = tokenize(&quoted);
+            proptest::prop_assert_eq!(notes.unterminated_quote, None);
+            proptest::prop_assert_eq!(toks.len(), 1, "{} -> {:?}", quoted, toks);
+            proptest::prop_assert_eq!(&toks[0].text, &s);
+        }
+
+        #[test]
+        fn tokenize_never_panics(s in "\\PC{0,80}") {
+            let _ = tokenize(&s);
+        }
     }
 
     #[test]

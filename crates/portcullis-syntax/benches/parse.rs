@@ -1,0 +1,25 @@
+//! Parse + validate throughput on a kube-proxy-scale dump (issue 2's speed goal).
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+mod kube;
+
+fn bench(c: &mut Criterion) {
+    let text = kube::kube_proxy_dump(10_000);
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.sample_size(10);
+    g.bench_function("kube_10000_parse", |b| {
+        b.iter(|| portcullis_syntax::parse_save(&text).expect("generated dump parses"));
+    });
+    g.bench_function("kube_10000_parse_validate", |b| {
+        b.iter(|| {
+            let rs = portcullis_syntax::parse_save(&text).expect("generated dump parses");
+            portcullis_rules::validate(&rs)
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
