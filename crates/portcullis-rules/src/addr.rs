@@ -311,6 +311,9 @@ impl FromStr for Protocol {
         if let Ok(n) = s.parse::<u8>() {
             return Ok(Self::Number(n));
         }
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("-p", s, "a protocol name or a number from 0 to 255"));
+        }
         let lower = s.to_ascii_lowercase();
         if let Some((_, n)) = PROTOCOLS.iter().find(|(name, _)| *name == lower) {
             return Ok(Self::Number(*n));
@@ -433,5 +436,6 @@ mod tests {
         assert_eq!("47".parse::<Protocol>().unwrap().to_string(), "gre");
         assert_eq!("icmpv6".parse::<Protocol>().unwrap().to_string(), "ipv6-icmp");
         assert_eq!("250".parse::<Protocol>().unwrap().to_string(), "250");
+        assert!("300".parse::<Protocol>().is_err());
     }
 }

@@ -227,7 +227,14 @@ fn canon_match(m: &Match, family: Family) -> Option<Vec<Opt>> {
             let mac: MacAddr = arg(o)?.parse().ok()?;
             Some(vec![opt1(o.negated, "mac-source", mac.to_string())])
         }
-        "iprange" => Some(reorder(m.opts.clone(), &["src-range", "dst-range"])),
+        "iprange" => {
+            let mut out = Vec::new();
+            for o in &m.opts {
+                let r = crate::view::IpRange::parse(arg(o)?, &o.name, family).ok()?;
+                out.push(opt1(o.negated, &o.name, r.to_string()));
+            }
+            Some(reorder(out, &["src-range", "dst-range"]))
+        }
         "addrtype" => {
             let mut out = Vec::new();
             for o in &m.opts {
@@ -308,7 +315,9 @@ fn tcp_opts(
 /// (`! --sport 0:9520` → `--sport 9521:65535`). A tcp match with `--tcp-option` stays an
 /// xtables match and is not merged.
 fn merge_nft(rule: &mut Rule, name: &str, family: Family) {
-    let merges = |m: &Match| m.name == name && m.opt("tcp-option").is_none();
+    // A match with no port or flag option has no native form and stays an xtables match
+    // (observed: `-m tcp -m tcp --dport 5` is kept as two matches).
+    let merges = |m: &Match| m.name == name && !m.opts.is_empty() && m.opt("tcp-option").is_none();
     let idx: Vec<usize> =
         rule.matches.iter().enumerate().filter(|(_, m)| merges(m)).map(|(i, _)| i).collect();
     let Some(&first) = idx.first() else { return };

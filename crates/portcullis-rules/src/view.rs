@@ -773,12 +773,15 @@ impl Match {
                         return Err(unknown(m, o));
                     }
                     let s = one(o)?;
-                    set_once(
-                        &mut st,
-                        neg(o, s.parse::<CtStates>().map_err(|e| rename(e, "state", s))?),
-                        m,
-                        "state",
-                    )?;
+                    let states = s.parse::<CtStates>().map_err(|e| rename(e, "state", s))?;
+                    if states.0 & (CtStates::SNAT.0 | CtStates::DNAT.0) != 0 {
+                        return Err(invalid(
+                            "--state",
+                            s,
+                            "a comma list of INVALID, NEW, RELATED, ESTABLISHED, UNTRACKED",
+                        ));
+                    }
+                    set_once(&mut st, neg(o, states), m, "state")?;
                 }
                 MatchView::State(st.ok_or_else(|| missing(m, "--state"))?)
             }
@@ -1128,7 +1131,13 @@ fn recent(m: &Match, family: Family) -> Result<RecentMatch, ModelError> {
                 };
                 set_once(&mut command, neg(o, c), "recent", "set/--rcheck/--update/--remove")?;
             }
-            "seconds" => set_once(&mut seconds, u32_arg(o)?, "recent", "seconds")?,
+            "seconds" => {
+                let n = u32_arg(o)?;
+                if n == 0 {
+                    return Err(invalid("--seconds", "0", "at least 1 second"));
+                }
+                set_once(&mut seconds, n, "recent", "seconds")?;
+            }
             "hitcount" => {
                 let h = u32_arg(o)?;
                 if h > 65535 {
@@ -1156,7 +1165,8 @@ fn recent(m: &Match, family: Family) -> Result<RecentMatch, ModelError> {
             }
             "rsource" | "rdest" => {
                 flag(o)?;
-                set_once(&mut side, o.name == "rdest", "recent", "rsource/--rdest")?;
+                // The last of --rsource/--rdest wins (observed).
+                side = Some(o.name == "rdest");
             }
             _ => return Err(unknown("recent", o)),
         }
@@ -1241,6 +1251,9 @@ impl Target {
                 }
                 if v.to.is_empty() {
                     return Err(missing(t, "--to-destination or --to-source"));
+                }
+                if t == "DNAT" && v.random_fully {
+                    return Err(invalid("--random-fully", "", "an option of SNAT, not DNAT"));
                 }
                 if t == "DNAT" { Ok(TargetView::Dnat(v)) } else { Ok(TargetView::Snat(v)) }
             }
@@ -1331,6 +1344,9 @@ fn log(t: &Target) -> Result<LogTarget, ModelError> {
             "log-level" => set_once(&mut level, parse_log_level(one(o)?)?, "LOG", "log-level")?,
             "log-prefix" => {
                 let s = truncate(one(o)?, LogTarget::MAX_PREFIX);
+                if s.is_empty() {
+                    return Err(invalid("--log-prefix", s, "a non-empty prefix"));
+                }
                 set_once(&mut v.prefix, s.to_owned(), "LOG", "log-prefix")?;
             }
             "log-tcp-sequence" => flag(o).map(|()| v.tcp_sequence = true)?,

@@ -565,6 +565,12 @@ pub(super) fn check_target(name: &str, opts: &[Opt], family: Family) -> Result<(
             return Err(invalid("--queue-balance", b, "a range A:B with A < B <= 65534"));
         }
     }
+    if name == "NFQUEUE" && get("queue-cpu-fanout").is_some() && get("queue-balance").is_none() {
+        return Err(ModelError::new(ModelErrorKind::MissingOption {
+            module: "NFQUEUE --queue-cpu-fanout".into(),
+            what: "--queue-balance",
+        }));
+    }
     if name == "TEE"
         && let Some(g) = get("gateway")
         && !g.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_ipv4() == (family == Family::V4))

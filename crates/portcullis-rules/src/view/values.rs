@@ -464,8 +464,8 @@ impl IcmpType {
     /// ICMP `any`.
     pub const ANY: Self = Self { type_: 255, code_min: 0, code_max: 255 };
 
-    /// Parses a type name, `TYPE`, `TYPE/CODE` or `TYPE/MIN:MAX` for `family` (ICMP for
-    /// V4, ICMPv6 for V6). Names are case-insensitive prefixes-free exact names.
+    /// Parses a type name (case-insensitive), `TYPE`, `TYPE/CODE` or `TYPE/MIN:MAX` for
+    /// `family` (ICMP for V4, ICMPv6 for V6).
     pub fn parse(s: &str, family: Family) -> Result<Self, ModelError> {
         let (opt, names) = match family {
             Family::V4 => ("--icmp-type", ICMP_NAMES),
@@ -492,12 +492,8 @@ impl IcmpType {
                 }
             },
         };
-        if code_min > code_max {
-            return Err(ModelError::new(ModelErrorKind::InvertedRange {
-                option: opt.into(),
-                value: s.to_owned(),
-            }));
-        }
+        // iptables takes an inverted code range (it then matches nothing) and prints
+        // its first code (observed: `3/5:4` is saved as `3/5`).
         Ok(Self { type_, code_min, code_max })
     }
 
