@@ -22,6 +22,7 @@
 mod args;
 mod error;
 mod input;
+mod listing;
 mod render;
 mod save;
 mod script;
@@ -30,6 +31,11 @@ mod token;
 pub use crate::{
     error::{ParseError, ParseErrorKind},
     input::{Format, Input, detect_format, guess_family, read_rulesets},
+    listing::{
+        ChainHeader, ChainKind, Columns, Conversion, Count, Field, ListFlags, ListStyle,
+        ListedChain, ListedRule, Listing, ListingWarning, Unit, listing_to_ruleset, parse_listing,
+        render_listing,
+    },
     render::{SaveOptions, render_rule, render_rules_spec, render_save},
     save::{
         Script, ScriptBlock, parse_restore, parse_rule_line, parse_rules_spec, parse_save,

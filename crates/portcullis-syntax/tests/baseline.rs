@@ -11,6 +11,8 @@
 //! one, line by line; a table iptables prints that the fixture never named must be empty
 //! (builtin chains with policy ACCEPT and no rules: legacy prints every loaded table).
 
+#![allow(clippy::print_stderr, reason = "the tests report what they compared and every mismatch")]
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
