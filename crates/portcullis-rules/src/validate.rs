@@ -8,7 +8,8 @@
 //! - matches and targets: every value of the common extensions ([`crate::view`]), the
 //!   protocol a match or target needs (`-m tcp` needs `-p tcp`, `--reject-with tcp-reset`
 //!   too), the family of icmp/icmp6;
-//! - jumps and gotos to chains that do not exist or to builtin chains, and jump loops;
+//! - jumps and gotos to chains that do not exist or to builtin chains, and jump loops
+//!   reachable from a builtin chain;
 //! - targets and matches in tables and hooks where the kernel refuses them (DNAT only in
 //!   nat PREROUTING/OUTPUT, REJECT only in filter INPUT/FORWARD/OUTPUT, CT only in raw,
 //!   owner only on OUTPUT/POSTROUTING…). A user chain is checked against every builtin
@@ -384,7 +385,8 @@ fn check_chain_ref(ctx: &Ctx<'_>, name: &str, errors: &mut Vec<ModelError>) {
     }
 }
 
-/// Reports every cycle of jumps and gotos between user chains, once, at the rule that
+/// Reports every cycle of jumps and gotos between user chains that is reachable from a
+/// builtin chain (the kernel ignores unreachable ones, observed), once, at the rule that
 /// closes it.
 fn find_loops(table: &Table, errors: &mut Vec<ModelError>) {
     #[derive(Clone, Copy, PartialEq)]
@@ -398,7 +400,7 @@ fn find_loops(table: &Table, errors: &mut Vec<ModelError>) {
     let mut color = vec![Color::White; names.len()];
     let mut reported: BTreeSet<Vec<usize>> = BTreeSet::new();
     for start in 0..names.len() {
-        if color[start] != Color::White {
+        if color[start] != Color::White || !table.chains[start].is_builtin() {
             continue;
         }
         // Iterative DFS: (chain, next rule index).
@@ -589,6 +591,12 @@ mod tests {
         let e = validate(&r);
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(matches!(&e[0].kind, ModelErrorKind::JumpLoop(p) if p.len() == 4));
+        let unreachable = rs(
+            TableName::Filter,
+            &["A", "B"],
+            vec![("A", rule(None, vec![], Some("B"))), ("B", rule(None, vec![], Some("A")))],
+        );
+        assert_eq!(validate(&unreachable), Vec::new());
         assert_eq!(e[0].location.chain.as_deref(), Some("C"));
         let mut r = rs(TableName::Filter, &["X"], vec![]);
         let t = r.table_mut(TableName::Filter).unwrap();

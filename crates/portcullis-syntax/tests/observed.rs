@@ -1,7 +1,9 @@
 //! Canonicalisation and validation against rules observed with real iptables 1.8.9, both
 //! backends (`test_data/observed/`): every accepted rule must canonicalise to what that
 //! backend saved and pass validation; every refused rule must be refused by the parser or
-//! by validation (a few backend differences are listed below).
+//! by validation (a few backend differences are listed below). Whole restore files
+//! (`test_data/observed/restore/`) check the ruleset-level rules: jumps, loops, hooks of
+//! user chains, policies.
 
 use std::fs;
 use std::path::Path;
@@ -10,7 +12,7 @@ use portcullis_rules::{
     Backend, CanonOptions, Chain, ChainName, Family, Ruleset, TableName, canonicalize_rule,
     validate,
 };
-use portcullis_syntax::{parse_rule_line, render_rule};
+use portcullis_syntax::{parse_rule_line, parse_save, render_rule};
 
 /// Rules the nft backend accepts although legacy and the kernel checks portcullis models
 /// refuse them; portcullis follows legacy.
@@ -102,4 +104,50 @@ fn observed_rules() {
         eprintln!("  {f}");
     }
     assert!(failures.is_empty(), "{} disagreements with real iptables", failures.len());
+}
+
+/// Restore files that one backend accepts and the other refuses; either outcome is taken.
+/// (`:X DROP` for a user chain: nft ignores the policy, legacy refuses it; the parser
+/// follows nft and drops it.)
+const RESTORE_NFT_ONLY: &[&str] = &["4-filter-user-policy.rules"];
+
+#[test]
+fn observed_restore_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/observed/restore");
+    let index = fs::read_to_string(dir.join("EXPECTED.txt")).expect("EXPECTED.txt");
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for line in index.lines() {
+        let [name, nft, legacy] = line.split(';').collect::<Vec<_>>()[..] else {
+            panic!("malformed EXPECTED.txt line {line}");
+        };
+        n += 1;
+        let text = fs::read_to_string(dir.join(name)).expect("restore file");
+        let refused = match parse_save(&text) {
+            Err(e) => Some(format!("parser: {e}")),
+            Ok(mut rs) => {
+                if name.starts_with("6-") {
+                    rs.family = Family::V6;
+                }
+                validate(&rs).first().map(ToString::to_string)
+            }
+        };
+        let want_refused = legacy == "FAIL";
+        if nft != legacy {
+            if !RESTORE_NFT_ONLY.contains(&name) {
+                failures.push(format!("{name}: backends differ ({nft}/{legacy}) but not listed"));
+            }
+            continue;
+        }
+        match (&refused, want_refused) {
+            (Some(why), false) => failures.push(format!("{name}: refused: {why}")),
+            (None, true) => failures.push(format!("{name}: accepted, iptables refuses it")),
+            _ => {}
+        }
+    }
+    eprintln!("observed restore files: {}/{n} agree", n - failures.len());
+    for f in &failures {
+        eprintln!("  {f}");
+    }
+    assert!(failures.is_empty());
 }
