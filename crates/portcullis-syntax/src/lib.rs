@@ -22,6 +22,7 @@
 mod args;
 mod error;
 mod input;
+mod json;
 mod listing;
 mod render;
 mod save;
@@ -31,6 +32,7 @@ mod token;
 pub use crate::{
     error::{ParseError, ParseErrorKind},
     input::{Format, Input, detect_format, guess_family, read_rulesets},
+    json::{JSON_FORMAT, JSON_VERSION, ruleset_from_json, ruleset_to_json},
     listing::{
         ChainHeader, ChainKind, Columns, Conversion, Count, Field, ListFlags, ListStyle,
         ListedChain, ListedRule, Listing, ListingWarning, Unit, listing_to_ruleset, parse_listing,
