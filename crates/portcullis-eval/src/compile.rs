@@ -173,6 +173,10 @@ pub(crate) fn conds(r: &Rule, family: Family) -> Result<Vec<Cond>, EvalErrorKind
 }
 
 fn match_conds(m: &Match, family: Family, out: &mut Vec<Cond>) -> Result<(), EvalErrorKind> {
+    if m.name == "comment" {
+        // A comment never affects matching (its length is the lint's business).
+        return Ok(());
+    }
     let v = m.view(family).map_err(|e| bad(format!("-m {}: {e}", m.name)))?;
     match v {
         MatchView::Tcp(t) => {

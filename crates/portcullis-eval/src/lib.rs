@@ -48,13 +48,19 @@
 mod compile;
 mod engine;
 mod error;
+mod lint;
 mod packet;
 mod ports;
+mod space;
 
 pub use crate::{
     compile::Compiled,
     engine::{Decision, Outcome, RejectWithKey, Step, StepKind, Verdict},
     error::{EvalError, EvalErrorKind},
+    lint::{
+        CODES, Finding, LintOptions, Related, Severity, lint, lint_text, locate_policies,
+        render as render_findings,
+    },
     packet::{CtState, Hook, Host, Packet},
     ports::{PortQuery, PortRun, PortState, Prediction, Proto, Reason, predict, predict_ports},
 };
