@@ -45,6 +45,8 @@ enum Command {
     Trace(cmd::trace::Args),
     /// Predict the port states a scan would see, from the ruleset alone
     Ports(cmd::ports::Args),
+    /// Lint a ruleset: lock-out risks, shadowed and redundant rules, hygiene
+    Lint(cmd::lint::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => cmd::scan::run(args),
         Command::Trace(args) => cmd::trace::run(args),
         Command::Ports(args) => cmd::ports::run(args),
+        Command::Lint(args) => cmd::lint::run(args),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@ pub(crate) mod demo;
 pub(crate) mod eval_common;
 pub(crate) mod fmt;
 pub(crate) mod input;
+pub(crate) mod lint;
 pub(crate) mod ports;
 pub(crate) mod scan;
 pub(crate) mod trace;
