@@ -5,6 +5,8 @@
 //! (`test_data/observed/restore/`) check the ruleset-level rules: jumps, loops, hooks of
 //! user chains, policies.
 
+#![allow(clippy::print_stderr, reason = "the tests report their counts and every mismatch")]
+
 use std::fs;
 use std::path::Path;
 
