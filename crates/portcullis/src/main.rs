@@ -45,6 +45,10 @@ enum Command {
     Trace(cmd::trace::Args),
     /// Predict the port states a scan would see, from the ruleset alone
     Ports(cmd::ports::Args),
+    /// List a ruleset (a file in any format, or the live kernel) as `iptables -L` does
+    List(cmd::list::Args),
+    /// Convert a ruleset between save, -S, script, -L listing and JSON forms
+    Convert(cmd::convert::Args),
     /// Lint a ruleset: lock-out risks, shadowed and redundant rules, hygiene
     Lint(cmd::lint::Args),
 }
@@ -63,6 +67,8 @@ fn main() -> ExitCode {
         Command::Scan(args) => cmd::scan::run(args),
         Command::Trace(args) => cmd::trace::run(args),
         Command::Ports(args) => cmd::ports::run(args),
+        Command::List(args) => cmd::list::run(args),
+        Command::Convert(args) => cmd::convert::run(args),
         Command::Lint(args) => cmd::lint::run(args),
     };
     match result {

@@ -4,10 +4,12 @@ use std::io::Write as _;
 
 pub(crate) mod apply;
 pub(crate) mod check;
+pub(crate) mod convert;
 pub(crate) mod demo;
 pub(crate) mod eval_common;
 pub(crate) mod fmt;
 pub(crate) mod input;
+pub(crate) mod list;
 pub(crate) mod lint;
 pub(crate) mod ports;
 pub(crate) mod scan;
