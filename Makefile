@@ -5,9 +5,9 @@
 
 CARGO ?= cargo
 # Debian packages the test suites drive for real.
-APT_PACKAGES := iptables nmap libxml2-utils iproute2 iputils-ping procps
+APT_PACKAGES := iptables nmap libxml2-utils iproute2 iputils-ping procps time
 # Commands that prove those packages are present.
-NEEDED_COMMANDS := iptables iptables-legacy ip6tables nmap xmllint ip ping ps
+NEEDED_COMMANDS := iptables iptables-legacy ip6tables nmap xmllint ip ping ps /usr/bin/time
 
 .PHONY: demo test deps build lint clean-netns
 

@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 
 mod baseline;
 mod bench_apply;
+mod bench_parse;
 mod bench_scan;
 mod kube_gen;
 
@@ -38,6 +39,7 @@ fn main() -> Result<()> {
         "bench" => match rest.first().map(String::as_str) {
             Some("apply") => bench_apply::run(&rest[1..]),
             Some("scan") => bench_scan::run(&project_root(), &rest[1..]),
+            Some("parse") => bench_parse::run(&project_root(), &rest[1..]),
             Some(other) => bail!("unknown benchmark {other:?}"),
             None => bail!("bench needs a name"),
         },

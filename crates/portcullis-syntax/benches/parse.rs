@@ -2,10 +2,13 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-mod kube;
+// The one kube-proxy-scale generator of the workspace, shared with `cargo xtask bench`.
+#[allow(dead_code, unused_imports, reason = "the bench uses part of the generator")]
+#[path = "../../../xtask/src/kube_gen.rs"]
+mod kube_gen;
 
 fn bench(c: &mut Criterion) {
-    let text = kube::kube_proxy_dump(10_000);
+    let text = kube_gen::kube_ruleset(kube_gen::KubeSpec { services: 10_000, generation: 0 });
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Bytes(text.len() as u64));
     g.sample_size(10);
