@@ -715,6 +715,13 @@ fn canon_target(t: &Target, backend: Backend, family: Family) -> Option<Vec<Opt>
             Some(vec![opt1(false, "to", a.canonical().to_string())])
         }
         "TPROXY" => tproxy(t, family),
+        "CLASSIFY" => {
+            // A tc class handle MAJOR:MINOR in hex, printed as %04x:%04x (observed).
+            let [o] = t.opts.as_slice() else { return None };
+            let (maj, min) = arg(o)?.split_once(':')?;
+            let hex = |x: &str| u16::from_str_radix(x, 16).ok();
+            Some(vec![opt1(false, "set-class", format!("{:04x}:{:04x}", hex(maj)?, hex(min)?))])
+        }
         "DSCP" => {
             let [o] = t.opts.as_slice() else { return None };
             Some(vec![opt1(false, "set-dscp", hex2(dscp_value(&o.name, arg(o)?, "set-dscp")?))])

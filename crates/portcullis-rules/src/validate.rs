@@ -271,6 +271,9 @@ fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
     };
     let name = t.name.as_str();
     if !is_target_name(name) && !matches!(name, "ACCEPT" | "DROP" | "RETURN" | "QUEUE") {
+        if !ctx.table.has_chain(name) && THIRD_PARTY_TARGETS.contains(&name) {
+            return;
+        }
         check_chain_ref(ctx, name, errors);
         return;
     }
@@ -280,6 +283,7 @@ fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
     }
     let needs_proto: Option<(&[u8], &'static str)> = match name {
         "TCPOPTSTRIP" | "SYNPROXY" | "TCPMSS" => Some((&[6], "-p tcp")),
+        "ECN" if t.opts.iter().any(|o| o.name.starts_with("ecn-tcp")) => Some((&[6], "-p tcp")),
         "TPROXY" => Some((&[6, 17], "-p tcp or -p udp")),
         _ => None,
     };
@@ -353,11 +357,7 @@ fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
             Some((&[Mangle], ALL_HOOKS, "in the mangle table"))
         }
         "TPROXY" => Some((&[Mangle], PRE, "in the mangle table, in PREROUTING")),
-        "CLASSIFY" => Some((
-            &[Mangle],
-            OUT | FWD | POST,
-            "in the mangle table, in OUTPUT, FORWARD and POSTROUTING",
-        )),
+        "CLASSIFY" => Some((&[], OUT | FWD | POST, "in OUTPUT, FORWARD and POSTROUTING")),
         "SECMARK" | "CONNSECMARK" => {
             Some((&[Mangle, Security], ALL_HOOKS, "in the mangle and security tables"))
         }
@@ -374,6 +374,29 @@ fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
         errors.push(not_allowed(name, text));
     }
 }
+
+/// Targets of xtables-addons and other out-of-tree modules: a rule using one is not
+/// reported as a jump to an undefined chain (whether the module is installed is a
+/// property of the host, not of the ruleset).
+const THIRD_PARTY_TARGETS: &[&str] = &[
+    "ACCOUNT",
+    "CHAOS",
+    "DELUDE",
+    "DHCPMAC",
+    "DNETMAP",
+    "ECHO",
+    "IPMARK",
+    "IPV4OPTSSTRIP",
+    "JOOL",
+    "JOOL_SIIT",
+    "LOGMARK",
+    "PROTO",
+    "RAWDNAT",
+    "RAWSNAT",
+    "STEAL",
+    "SYSRQ",
+    "TARPIT",
+];
 
 fn check_chain_ref(ctx: &Ctx<'_>, name: &str, errors: &mut Vec<ModelError>) {
     match ctx.table.chain(name) {
