@@ -320,3 +320,56 @@ fn ok_lines_validate() {
     }
     assert!(wrong.is_empty(), "{} OK lines refused", wrong.len());
 }
+
+/// Whole dumps saved by real iptables: every rule is already canonical, so
+/// canonicalisation must leave it unchanged (both backends agree on these rules), and the
+/// rulesets must validate.
+#[test]
+fn saved_dumps_are_fixed_points_and_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/upstream/dumps");
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .expect("dumps")
+        .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let (mut rules, mut failures) = (0, Vec::new());
+    for name in &names {
+        let text = fs::read_to_string(dir.join(name)).expect("dump");
+        let rs = match portcullis_syntax::parse_save(&text) {
+            Ok(rs) => rs,
+            Err(e) => {
+                failures.push(format!("{name}: parse error {e}"));
+                continue;
+            }
+        };
+        // The nft-only dump is what iptables-nft-save prints for native nft rules; it is
+        // not loadable by iptables and is only parsed.
+        if !name.starts_with("nft-only") {
+            for e in validate(&rs) {
+                failures.push(format!("{name}: {e}"));
+            }
+        }
+        let opts = CanonOptions { backend: Backend::Legacy, family: Some(rs.family) };
+        for t in &rs.tables {
+            for c in &t.chains {
+                for r in &c.rules {
+                    rules += 1;
+                    let want = render_rule(c.name.as_str(), r);
+                    let got = render_rule(c.name.as_str(), &canonicalize_rule(r, opts));
+                    if want != got {
+                        failures.push(format!("{name}:\n  want {want}\n  got  {got}"));
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "saved dumps: {} files, {rules} rules; {} disagreements",
+        names.len(),
+        failures.len()
+    );
+    for f in &failures {
+        eprintln!("  {f}");
+    }
+    assert!(failures.is_empty());
+}
