@@ -31,6 +31,11 @@ const KNOWN: &[(&str, &str)] = &[
     // iptables refuses a second -i/-p; the parser keeps the last one.
     ("-i eth+ ! -i lo", "parser accepts a repeated -i"),
     ("-p tcp -p udp", "parser accepts a repeated -p"),
+    // iptables hands the last --mark to the mark match, which then has it twice.
+    (
+        "-m connmark --mark 1 -m mark --mark 2 -m connmark --mark 3",
+        "iptables dispatches an option to another match that knows its name",
+    ),
 ];
 
 fn refusal(table: TableName, text: &str, family: Family) -> Option<String> {
