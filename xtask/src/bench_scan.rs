@@ -20,24 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use portcullis_netns::{Netns, link};
 
-const TARGET_RULES: &str = "*filter
-:INPUT DROP [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -i lo -j ACCEPT
--A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
--A INPUT -p tcp -m tcp --dport 80 -j ACCEPT
--A INPUT -p tcp -m tcp --dport 443 -j ACCEPT
--A INPUT -p tcp -m tcp --dport 25 -j REJECT --reject-with tcp-reset
--A INPUT -p tcp -m tcp --dport 110 -j REJECT --reject-with icmp-port-unreachable
--A INPUT -p tcp -m tcp --dport 113 -j REJECT --reject-with icmp-admin-prohibited
--A INPUT -p udp -m udp --dport 53 -j ACCEPT
--A INPUT -p udp -m udp --dport 123 -j ACCEPT
--A INPUT -p udp -m udp --dport 161 -j REJECT --reject-with icmp-port-unreachable
--A INPUT -p udp -m udp --dport 137 -j REJECT --reject-with icmp-admin-prohibited
-COMMIT
-";
+/// The issue 3 rig's target firewall, shared with portcullis-scan's rig tests.
+const TARGET_RULES: &str = include_str!("../../crates/portcullis-scan/test_data/rig/target.rules");
 
 const TCP_PORTS: &str =
     "22/open/tcp//ssh///, 25/closed/tcp//smtp///, 80/open/tcp//http///, 443/closed/tcp//https///";
@@ -90,12 +74,12 @@ fn rows() -> Vec<Row> {
             tcp(96),
             &TCP_REASONS,
         ),
-        row("portcullis -sS -p-", Portcullis, &["-Pn", "-sS", "-p-"], tcp(65529), &TCP_REASONS),
+        row("portcullis -sS -p-", Portcullis, &["-Pn", "-sS", "-p-"], tcp(65531), &TCP_REASONS),
         row(
             "nmap -sS -p- -T5 --min-rate 100000",
             Nmap,
             &["-Pn", "-sS", "-p-", "-T5", "--min-rate", "100000"],
-            tcp(65529),
+            tcp(65531),
             &TCP_REASONS,
         ),
         row("portcullis -sU -F", Portcullis, &["-Pn", "-sU", "-F"], UDP_PORTS.to_owned(), &[]),

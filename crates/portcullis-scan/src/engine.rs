@@ -10,14 +10,17 @@
 //! sleeps until [`Engine::poll_timeout`]. When that returns `None` the scan is over and
 //! [`Engine::finish`] gives the [`ScanReport`].
 //!
-//! Schedule. Pass 1 probes every (host, port) once in a random order and retransmits each
-//! silent one after the adaptive timeout, like nmap (exactly two probes per silent port on
-//! a loss-free link). A target's kernel rate-limits ICMP errors (1/s per peer, burst 6),
-//! so a REJECTed port can look silent; therefore silent ports get further passes, each
-//! starting at least one second after the last ICMP error seen (and after the scan's first
-//! probe), when the target's bucket holds a token again. Passes continue while a pass
-//! still draws a new ICMP error; a pass that draws none, with a token guaranteed in the
-//! bucket, proves the remaining ports silent.
+//! Schedule. The scan runs in passes. Pass 1 probes every (host, port) once, in a random
+//! order. Each later pass probes the ports still silent once more, so a port that never
+//! answers gets exactly two probes, as from nmap on a loss-free link. A target's kernel
+//! rate-limits ICMP errors (1/s per peer, burst 6), so a REJECTed port can look silent:
+//! with [`Timing::icmp_refill_pass`] (the default) pass 2 and later start at least one
+//! second after the last ICMP error seen and after the scan's first probe, when the
+//! target's bucket holds a token again; without it they start as soon as the previous
+//! pass timed out (nmap's quick retransmission). Passes continue while a pass still draws
+//! a new answer (an ICMP error that the limiter had swallowed, or a reply to a probe the
+//! network lost), up to `--max-retries` retransmissions: a pass that draws none, with a
+//! token guaranteed in the bucket, proves the remaining ports silent.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -240,7 +243,6 @@ struct Answer {
 struct Task {
     sent_at: Duration,
     tries: u8,
-    pass_tries: u8,
     answer: Option<Answer>,
 }
 
@@ -274,8 +276,8 @@ pub struct Engine {
     next_send: Duration,
     first_send: Option<Duration>,
     last_icmp: Option<Duration>,
-    icmp_in_pass: bool,
-    max_successful_tryno: u8,
+    /// A port got its first answer during the current pass.
+    news_in_pass: bool,
     probes_sent: u64,
     done: bool,
 }
@@ -335,8 +337,7 @@ impl Engine {
             next_send: Duration::ZERO,
             first_send: None,
             last_icmp: None,
-            icmp_in_pass: false,
-            max_successful_tryno: 0,
+            news_in_pass: false,
             probes_sent: 0,
             done: false,
         })
@@ -360,15 +361,6 @@ impl Engine {
             probes_sent: self.probes_sent,
             pass: self.pass,
         }
-    }
-
-    fn tries_allowed(&self) -> u8 {
-        let retries = if self.pass == 1 {
-            self.timing.max_retries.min(self.max_successful_tryno.saturating_add(1).max(1))
-        } else {
-            self.timing.max_retries.min(self.max_successful_tryno)
-        };
-        retries.saturating_add(1)
     }
 
     /// When the probe of `task` sent at `sent` times out, by its host's current timeout
@@ -405,7 +397,6 @@ impl Engine {
         let t = &mut self.tasks[task as usize];
         let tryno = t.tries;
         t.tries = t.tries.saturating_add(1);
-        t.pass_tries = t.pass_tries.saturating_add(1);
         t.sent_at = now;
         let src_port = self.sport_base + u16::from(tryno) % SPORT_SPAN;
         let (dst, src, dst_port) = (host.target.addr, host.target.src, self.ports[p]);
@@ -432,31 +423,14 @@ impl Engine {
     /// The next probe to send at `now`, if one is due. Call until it returns `None`.
     pub fn poll_transmit(&mut self, now: Duration) -> Option<Probe> {
         self.advance(now);
-        if self.done || now < self.next_send {
+        if self.done || now < self.next_send || now < self.pass_start {
             return None;
         }
-        while let Some(&(sent, task, tries)) = self.outstanding.front() {
-            if self.due(sent, task) > now {
-                break;
-            }
-            self.outstanding.pop_front();
-            let t = self.tasks[task as usize];
-            if t.answer.is_some() || tries != t.tries {
-                // Answered, or a stale check for an earlier try.
-                continue;
-            }
-            if t.pass_tries < self.tries_allowed() {
+        while self.cursor < self.order.len() {
+            let task = self.order[self.cursor];
+            self.cursor += 1;
+            if self.tasks[task as usize].answer.is_none() {
                 return Some(self.make_probe(task, now));
-            }
-            self.silent.push(task);
-        }
-        if self.pass == 1 || now >= self.pass_start {
-            while self.cursor < self.order.len() {
-                let task = self.order[self.cursor];
-                self.cursor += 1;
-                if self.tasks[task as usize].answer.is_none() {
-                    return Some(self.make_probe(task, now));
-                }
             }
         }
         self.advance(now);
@@ -469,14 +443,15 @@ impl Engine {
         if self.done {
             return;
         }
-        // Timed-out final tries become silent even while sending is paced.
+        // Probes whose timeout passed without an answer leave their port silent for this
+        // pass.
         while let Some(&(sent, task, tries)) = self.outstanding.front() {
             let t = self.tasks[task as usize];
             if t.answer.is_some() || tries != t.tries {
                 self.outstanding.pop_front();
                 continue;
             }
-            if self.due(sent, task) <= now && t.pass_tries >= self.tries_allowed() {
+            if self.due(sent, task) <= now {
                 self.outstanding.pop_front();
                 self.silent.push(task);
                 continue;
@@ -487,23 +462,24 @@ impl Engine {
             return;
         }
         self.silent.retain(|t| self.tasks[*t as usize].answer.is_none());
-        let more = self.timing.icmp_refill_pass
-            && !self.silent.is_empty()
-            && (self.pass == 1 || self.icmp_in_pass)
+        let more = !self.silent.is_empty()
+            && (self.pass == 1 || self.news_in_pass)
+            && self.pass <= self.timing.max_retries
             && self.pass < MAX_PASSES;
         if !more {
             self.done = true;
             return;
         }
         self.pass += 1;
-        let base = self.last_icmp.unwrap_or_default().max(self.first_send.unwrap_or_default());
-        self.pass_start = (base + Duration::from_secs(1) + REFILL_MARGIN).max(now);
-        self.icmp_in_pass = false;
+        self.pass_start = if self.timing.icmp_refill_pass {
+            let base = self.last_icmp.unwrap_or_default().max(self.first_send.unwrap_or_default());
+            (base + Duration::from_secs(1) + REFILL_MARGIN).max(now)
+        } else {
+            now
+        };
+        self.news_in_pass = false;
         self.order = std::mem::take(&mut self.silent);
         self.rng.shuffle(&mut self.order);
-        for t in &self.order {
-            self.tasks[*t as usize].pass_tries = 0;
-        }
         self.cursor = 0;
     }
 
@@ -516,8 +492,7 @@ impl Engine {
         }
         let mut next = self.outstanding.front().map(|&(sent, task, _)| self.due(sent, task));
         if self.cursor < self.order.len() {
-            let start =
-                if self.pass == 1 { self.next_send } else { self.next_send.max(self.pass_start) };
+            let start = self.next_send.max(self.pass_start);
             next = Some(next.map_or(start, |n| n.min(start)));
         }
         Some(next.unwrap_or(now))
@@ -678,14 +653,11 @@ impl Engine {
             Some(old) => may_replace(self.scan_type, old.state, a.state),
         };
         if fresh {
+            self.news_in_pass |= t.answer.is_none();
             t.answer = Some(a);
         }
         if icmp {
             self.last_icmp = Some(now);
-            self.icmp_in_pass = true;
-        }
-        if self.pass == 1 && tryno > self.max_successful_tryno {
-            self.max_successful_tryno = tryno;
         }
     }
 

@@ -128,6 +128,8 @@ pub struct SimTarget {
     pub icmp_suppressed: u32,
     /// Probes received.
     pub probes: u64,
+    /// This many of the next probes are lost on the way (a lossy network).
+    pub drop_first_probes: u32,
 }
 
 impl SimTarget {
@@ -142,6 +144,7 @@ impl SimTarget {
             last_refill: Duration::ZERO,
             icmp_suppressed: 0,
             probes: 0,
+            drop_first_probes: 0,
         }
     }
 
@@ -198,6 +201,10 @@ impl SimTarget {
         seg: &[u8],
     ) -> Option<Vec<u8>> {
         self.probes += 1;
+        if self.drop_first_probes > 0 {
+            self.drop_first_probes -= 1;
+            return None;
+        }
         let Ok(q) = QuotedPorts::new_checked(seg) else { return None };
         let b = self.ports.get(&q.dst_port).copied().unwrap_or(self.default);
         let t = self.addr;

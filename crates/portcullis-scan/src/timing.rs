@@ -12,9 +12,9 @@ pub struct Timing {
     pub min_rtt_timeout: Duration,
     /// Upper clamp of the adaptive timeout.
     pub max_rtt_timeout: Duration,
-    /// Retransmissions of a silent probe in the first pass (nmap's `--max-retries`). nmap
-    /// uses one on a loss-free link and more only when it sees drops; this engine sends
-    /// `min(1, max_retries)` and adds more only when a later try is what got an answer.
+    /// At most this many retransmissions of a silent probe (nmap's `--max-retries`). Like
+    /// nmap on a loss-free link, a silent port gets one; more only while the previous
+    /// pass still drew new answers (a lossy network or a swallowed ICMP error).
     pub max_retries: u8,
     /// Minimum delay between two probes (nmap's `--scan-delay`).
     pub scan_delay: Duration,

@@ -120,24 +120,7 @@ impl Drop for Netns {
     }
 }
 
-const TARGET_RULES: &str = "*filter
-:INPUT DROP [0:0]
-:FORWARD ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
--A INPUT -i lo -j ACCEPT
--A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
--A INPUT -p tcp -m tcp --dport 80 -j ACCEPT
--A INPUT -p tcp -m tcp --dport 443 -j ACCEPT
--A INPUT -p tcp -m tcp --dport 25 -j REJECT --reject-with tcp-reset
--A INPUT -p tcp -m tcp --dport 110 -j REJECT --reject-with icmp-port-unreachable
--A INPUT -p tcp -m tcp --dport 113 -j REJECT --reject-with icmp-admin-prohibited
--A INPUT -p udp -m udp --dport 53 -j ACCEPT
--A INPUT -p udp -m udp --dport 123 -j ACCEPT
--A INPUT -p udp -m udp --dport 161 -j REJECT --reject-with icmp-port-unreachable
--A INPUT -p udp -m udp --dport 137 -j REJECT --reject-with icmp-admin-prohibited
-COMMIT
-";
+const TARGET_RULES: &str = include_str!("../../test_data/rig/target.rules");
 
 /// Listener threads in the target namespace, stopped on drop.
 struct Listeners {
