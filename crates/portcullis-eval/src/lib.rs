@@ -46,6 +46,7 @@
 #![deny(missing_docs)]
 
 mod compile;
+mod diff;
 mod engine;
 mod error;
 mod lint;
@@ -55,6 +56,7 @@ mod space;
 
 pub use crate::{
     compile::Compiled,
+    diff::{BehaviourChange, ChangeKind, Diff, RuleChange, diff},
     engine::{Decision, Outcome, RejectWithKey, Step, StepKind, Verdict},
     error::{EvalError, EvalErrorKind},
     lint::{
