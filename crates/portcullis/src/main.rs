@@ -51,6 +51,8 @@ enum Command {
     Convert(cmd::convert::Args),
     /// Lint a ruleset: lock-out risks, shadowed and redundant rules, hygiene
     Lint(cmd::lint::Args),
+    /// Compare two rulesets: rules added, removed, moved, and the change in behaviour
+    Diff(cmd::diff::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::List(args) => cmd::list::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Lint(args) => cmd::lint::run(args),
+        Command::Diff(args) => cmd::diff::run(args),
     };
     match result {
         Ok(code) => code,

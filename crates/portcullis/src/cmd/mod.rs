@@ -6,6 +6,7 @@ pub(crate) mod apply;
 pub(crate) mod check;
 pub(crate) mod convert;
 pub(crate) mod demo;
+pub(crate) mod diff;
 pub(crate) mod eval_common;
 pub(crate) mod fmt;
 pub(crate) mod input;
