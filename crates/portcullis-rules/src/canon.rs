@@ -316,3 +316,22 @@ mod tests {
         both("-i + -p tcp", "-p tcp");
     }
 }
+
+#[cfg(test)]
+mod delete_tests {
+    use crate::{Action, Command, Family, Rule, RuleSelector, Ruleset, TableName, Target};
+
+    #[test]
+    fn delete_by_spec_uses_the_ruleset_family() {
+        let mut rs = Ruleset::new(Family::V6);
+        let mut saved = Target::new("REJECT");
+        saved.opts.push(crate::Opt::new("reject-with", &["icmp6-port-unreachable"]));
+        let rule = Rule { action: Some(Action::Jump(saved)), ..Rule::default() };
+        rs.execute(TableName::Filter, Command::Append { chain: "INPUT".into(), rule }).unwrap();
+        let spec = Rule { action: Some(Action::Jump(Target::new("REJECT"))), ..Rule::default() };
+        let del =
+            Command::Delete { chain: "INPUT".into(), which: RuleSelector::Spec(Box::new(spec)) };
+        rs.execute(TableName::Filter, del).unwrap();
+        assert_eq!(rs.rule_count(), 0);
+    }
+}

@@ -86,6 +86,7 @@ impl Ruleset {
             chain: chain.map(str::to_owned),
             ..Location::default()
         };
+        let canon = crate::canon::CanonOptions { family: Some(self.family), ..Default::default() };
         let t = self.table_or_default(table);
         let chain_mut = |t: &mut crate::Table, name: &str| -> Result<usize, ModelError> {
             t.chains.iter().position(|c| c.name.as_str() == name).ok_or_else(|| {
@@ -122,12 +123,10 @@ impl Ruleset {
                         return Err(no_such_rule(&chain, n).at(loc(Some(&chain))));
                     }
                     RuleSelector::Spec(rule) => {
-                        let wanted = crate::canon::canonicalize_rule(&rule, Default::default());
+                        let wanted = crate::canon::canonicalize_rule(&rule, canon);
                         rules
                             .iter()
-                            .position(|r| {
-                                crate::canon::canonicalize_rule(r, Default::default()) == wanted
-                            })
+                            .position(|r| crate::canon::canonicalize_rule(r, canon) == wanted)
                             .ok_or_else(|| {
                                 ModelError::new(ModelErrorKind::RuleNotFound(chain.clone()))
                                     .at(loc(Some(&chain)))
