@@ -264,6 +264,29 @@ mod tests {
             "-m connbytes --connbytes 1000 --connbytes-mode packets --connbytes-dir original",
         );
         both("-m unknownmod --zzz 1 --aaa", "-m unknownmod --zzz 1 --aaa");
+        both(
+            "-m time --weekdays Fri,Mon --timestop 18:00 --timestart 9:00",
+            "-m time --timestart 09:00:00 --timestop 18:00:00 --weekdays Mon,Fri --datestop 2038-01-19T03:14:07",
+        );
+        both(
+            "-m time --datestart 2001-02-03T04:05:06 --datestop 2012-09-08T09:06:05 --monthdays 5,1 --kerneltz",
+            "-m time --monthdays 1,5 --datestart 2001-02-03T04:05:06 --datestop 2012-09-08T09:06:05 --kerneltz",
+        );
+        both(
+            "-m statistic --mode random --probability 0.5",
+            "-m statistic --mode random --probability 0.50000000000",
+        );
+        both(
+            "-m u32 --u32 0>>22&0x3C@12>>26&0x3C@0=0x47455420",
+            "-m u32 --u32 0x0>>0x16&0x3c@0xc>>0x1a&0x3c@0x0=0x47455420",
+        );
+        both("-m devgroup --src-group 1", "-m devgroup --src-group 0x1");
+        check(
+            Backend::Nft,
+            Family::V6,
+            "-m ipv6header --header frag --soft",
+            "-m ipv6header --header ipv6-frag --soft",
+        );
         // Invalid values are left as written.
         both("-p tcp -m tcp --dport 70000", "-p tcp -m tcp --dport 70000");
     }

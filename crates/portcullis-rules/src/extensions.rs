@@ -170,7 +170,7 @@ fn addr_unmasked(s: &str) -> Option<String> {
 // Matches
 
 /// The saved options of `m`, or `None` to keep them as written.
-fn canon_match(m: &Match, family: Family) -> Option<Vec<Opt>> {
+pub(crate) fn canon_match(m: &Match, family: Family) -> Option<Vec<Opt>> {
     match m.name.as_str() {
         "tcp" => {
             let MatchView::Tcp(v) = m.view(family).ok()? else { return None };
@@ -283,6 +283,35 @@ fn canon_match(m: &Match, family: Family) -> Option<Vec<Opt>> {
         "string" => string(m),
         "cluster" => cluster(m),
         "rateest" => rateest(m),
+        "time" => time(m),
+        "statistic" => statistic(m),
+        "u32" => {
+            let [o] = m.opts.as_slice() else { return None };
+            Some(vec![opt1(o.negated, "u32", u32_hex(arg(o)?)?)])
+        }
+        "devgroup" => {
+            let mut out = Vec::new();
+            for o in &m.opts {
+                let mm = MarkMask::parse(arg(o)?, "--src-group").ok()?;
+                out.push(opt1(o.negated, &o.name, mm.saved_match()));
+            }
+            Some(reorder(out, &["src-group", "dst-group"]))
+        }
+        "ipv6header" => {
+            let mut out = Vec::new();
+            for o in &m.opts {
+                if o.name == "header" {
+                    let mut names: Vec<&str> =
+                        arg(o)?.split(',').map(ipv6_header_name).collect::<Option<_>>()?;
+                    names.sort_by_key(|n| IPV6_HEADERS.iter().position(|h| h == n));
+                    names.dedup();
+                    out.push(opt1(o.negated, "header", names.join(",")));
+                } else {
+                    out.push(o.clone());
+                }
+            }
+            Some(reorder(out, &["header", "soft"]))
+        }
         _ => None,
     }
 }
@@ -869,4 +898,227 @@ fn tproxy(t: &Target, family: Family) -> Option<Vec<Opt>> {
         opt1(false, "on-ip", ip.unwrap_or(any).to_string()),
         opt1(false, "tproxy-mark", mark.unwrap_or(MarkMask { value: 0, mask: 0 }).saved_target()),
     ])
+}
+
+/// ipv6header names in the order ip6tables-save prints them (mask bits, high to low).
+const IPV6_HEADERS: [&str; 8] =
+    ["hop-by-hop", "ipv6-opts", "ipv6-route", "ipv6-frag", "ah", "esp", "ipv6-nonxt", "protocol"];
+
+/// The name ip6tables-save prints for an ipv6header `--header` element (the
+/// `/etc/protocols` name of the header's protocol number, observed).
+fn ipv6_header_name(name: &str) -> Option<&'static str> {
+    Some(match name.to_ascii_lowercase().as_str() {
+        "hop-by-hop" | "hop" | "0" => "hop-by-hop",
+        "dst" | "ipv6-opts" | "60" => "ipv6-opts",
+        "route" | "ipv6-route" | "43" => "ipv6-route",
+        "frag" | "ipv6-frag" | "44" => "ipv6-frag",
+        "auth" | "ah" | "51" => "ah",
+        "esp" | "50" => "esp",
+        "none" | "ipv6-nonxt" | "59" => "ipv6-nonxt",
+        "prot" | "protocol" | "255" => "protocol",
+        _ => return None,
+    })
+}
+
+/// A u32 expression with every number printed as lower-case hex (`0>>22&0x3C` →
+/// `0x0>>0x16&0x3c`), as libxt_u32 prints it.
+fn u32_hex(expr: &str) -> Option<String> {
+    let mut out = String::with_capacity(expr.len() + 16);
+    let b = expr.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_digit() {
+            let start = i;
+            let hex = b[i] == b'0' && matches!(b.get(i + 1), Some(b'x' | b'X'));
+            i += if hex { 2 } else { 0 };
+            while i < b.len() && (b[i].is_ascii_hexdigit() && (hex || b[i].is_ascii_digit())) {
+                i += 1;
+            }
+            let n = parse_number(&expr[start..i], u64::from(u32::MAX))?;
+            out.push_str(&format!("{n:#x}"));
+        } else if b[i].is_ascii_whitespace() {
+            i += 1;
+        } else {
+            out.push(char::from(b[i]));
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+fn statistic(m: &Match) -> Option<Vec<Opt>> {
+    let mut out = Vec::new();
+    for o in &m.opts {
+        match o.name.as_str() {
+            "probability" => {
+                let p: f64 = arg(o)?.parse().ok()?;
+                if !(0.0..=1.0).contains(&p) {
+                    return None;
+                }
+                // Stored as a 31-bit fraction, printed with %.11f.
+                let scale = f64::from(0x8000_0000_u32);
+                let stored = (p * scale).round();
+                out.push(opt1(o.negated, "probability", format!("{:.11}", stored / scale)));
+            }
+            "every" | "packet" => {
+                out.push(opt1(o.negated, &o.name, parse_u32(arg(o)?)?.to_string()));
+            }
+            _ => out.push(o.clone()),
+        }
+    }
+    Some(reorder(out, &["mode", "probability", "every", "packet"]))
+}
+
+const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/// `-m time`: times as `HH:MM:SS`, month days ascending, week days in Mon..Sun order,
+/// dates in full UTC form, `--datestop` always printed (default 2038-01-19T03:14:07).
+fn time(m: &Match) -> Option<Vec<Opt>> {
+    let (mut start, mut stop, mut monthdays, mut weekdays) = (None, None, None, None);
+    let (mut datestart, mut datestop) = (None, None);
+    let mut flags = Vec::new();
+    for o in &m.opts {
+        match o.name.as_str() {
+            "timestart" => start = Some((o.negated, daytime(arg(o)?)?)),
+            "timestop" => stop = Some((o.negated, daytime(arg(o)?)?)),
+            "monthdays" => {
+                let mut days = 0u32;
+                for d in arg(o)?.split(',') {
+                    let n = dec(d, 31).filter(|n| *n >= 1)?;
+                    days |= 1 << n;
+                }
+                // A negated list is saved as its complement (observed for weekdays).
+                monthdays = Some(if o.negated { !days & 0xffff_fffe } else { days });
+            }
+            "weekdays" => {
+                let mut days = 0u8;
+                for d in arg(o)?.split(',') {
+                    let i = match dec(d, 7) {
+                        Some(n) if n >= 1 => usize::try_from(n - 1).ok()?,
+                        _ => WEEKDAYS.iter().position(|w| *w == d)?,
+                    };
+                    days |= 1 << i;
+                }
+                weekdays = Some(if o.negated { !days & 0x7f } else { days });
+            }
+            "datestart" => datestart = Some(date(arg(o)?)?),
+            "datestop" => datestop = Some(date(arg(o)?)?),
+            // --localtz is the old name of --kerneltz; --utc is the default.
+            "kerneltz" | "localtz" => flags.push(flag("kerneltz")),
+            "utc" => {}
+            "contiguous" => flags.push(flag("contiguous")),
+            _ => return None,
+        }
+    }
+    let mut out = Vec::new();
+    let (s, e) = (start.unwrap_or((false, 0)), stop.unwrap_or((false, 86399)));
+    if s.1 != 0 || e.1 != 86399 {
+        out.push(opt1(s.0, "timestart", hms(s.1)));
+        out.push(opt1(e.0, "timestop", hms(e.1)));
+    }
+    if let Some(days) = monthdays
+        && days != 0xffff_fffe
+    {
+        let list: Vec<String> =
+            (1..=31).filter(|d| days & (1 << d) != 0).map(|d| d.to_string()).collect();
+        out.push(opt1(false, "monthdays", list.join(",")));
+    }
+    if let Some(days) = weekdays
+        && days != 0x7f
+    {
+        let list: Vec<&str> = WEEKDAYS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| days & (1 << i) != 0)
+            .map(|(_, w)| *w)
+            .collect();
+        out.push(opt1(false, "weekdays", list.join(",")));
+    }
+    if let Some(d) = datestart.filter(|d| *d != 0) {
+        out.push(opt1(false, "datestart", civil(d)));
+    }
+    out.push(opt1(false, "datestop", civil(datestop.unwrap_or(i64::from(i32::MAX)))));
+    flags.dedup();
+    out.extend(reorder(flags, &["kerneltz", "contiguous"]));
+    Some(out)
+}
+
+/// A decimal number up to `max` (dates and times are decimal: `09` is nine).
+fn dec(s: &str, max: u64) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|n| *n <= max)
+}
+
+/// Seconds since midnight of `HH:MM[:SS]`.
+fn daytime(s: &str) -> Option<u32> {
+    let mut parts = s.split(':');
+    let h = dec(parts.next()?, 23)?;
+    let m = dec(parts.next()?, 59)?;
+    let sec = match parts.next() {
+        Some(x) => dec(x, 59)?,
+        None => 0,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    u32::try_from(h * 3600 + m * 60 + sec).ok()
+}
+
+fn hms(t: u32) -> String {
+    format!("{:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+}
+
+/// Seconds since the epoch (UTC) of `YYYY[-MM[-DD[Thh[:mm[:ss]]]]]`.
+fn date(s: &str) -> Option<i64> {
+    let (day, time) = match s.split_once('T') {
+        Some((d, t)) => (d, Some(t)),
+        None => (s, None),
+    };
+    let mut d = day.split('-');
+    let y: i64 = d.next()?.parse().ok()?;
+    let mo = d.next().map_or(Some(1), |x| dec(x, 12).filter(|n| *n >= 1))?;
+    let da = d.next().map_or(Some(1), |x| dec(x, 31).filter(|n| *n >= 1))?;
+    if d.next().is_some() || !(1970..=2038).contains(&y) {
+        return None;
+    }
+    let secs = match time {
+        None => 0,
+        Some(t) => {
+            let mut p = t.split(':');
+            let h = dec(p.next()?, 23)?;
+            let mi = p.next().map_or(Some(0), |x| dec(x, 59))?;
+            let se = p.next().map_or(Some(0), |x| dec(x, 59))?;
+            i64::try_from(h * 3600 + mi * 60 + se).ok()?
+        }
+    };
+    let days = days_from_civil(y, i64::try_from(mo).ok()?, i64::try_from(da).ok()?);
+    Some(days * 86400 + secs)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DDThh:mm:ss` (UTC) of seconds since the epoch.
+fn civil(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }

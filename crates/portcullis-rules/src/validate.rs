@@ -234,6 +234,17 @@ fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
                 if let Err(e) = specs::check_match(&name, &m.opts, family) {
                     errors.push(e);
                 }
+                // Modules whose values only the canonicaliser reads: it refuses what
+                // iptables refuses.
+                if matches!(name.as_str(), "time" | "u32" | "ipv6header")
+                    && crate::extensions::canon_match(m, family).is_none()
+                {
+                    errors.push(crate::error::invalid(
+                        &format!("-m {name}"),
+                        &m.opts.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(" "),
+                        "values the module accepts",
+                    ));
+                }
                 if name == "eui64" && !ctx.allowed(&[], PRE | IN | FWD) {
                     errors.push(not_allowed("-m eui64", "in PREROUTING, INPUT and FORWARD"));
                 }
