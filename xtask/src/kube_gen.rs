@@ -73,11 +73,14 @@ pub(crate) fn kube_ruleset(spec: KubeSpec) -> String {
         );
         for e in 0..ENDPOINTS {
             let g = if i == 0 { u64::from(spec.generation) } else { 0 };
-            let sep = format!("KUBE-SEP-{}", hash16(((i * ENDPOINTS + e) as u64) << 20 | g << 48 | 1));
+            let sep =
+                format!("KUBE-SEP-{}", hash16(((i * ENDPOINTS + e) as u64) << 20 | g << 48 | 1));
             let _ = writeln!(chains, ":{sep} - [0:0]");
             let left = ENDPOINTS - e;
             if left > 1 {
-                let p = 1.0 / left as f64;
+                // The kernel keeps the probability as a 31-bit fraction; iptables-save
+                // prints it back with 11 decimals (kube-proxy writes that form too).
+                let p = (2_147_483_648.0 / left as f64).round() / 2_147_483_648.0;
                 let _ = writeln!(
                     rules,
                     "-A {svc} -m comment --comment \"{name} -> {}:8080\" -m statistic --mode random --probability {p:.11} -j {sep}",
@@ -105,8 +108,12 @@ pub(crate) fn kube_ruleset(spec: KubeSpec) -> String {
     out.push_str("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n");
     out.push_str(":KUBE-MARK-MASQ - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-SERVICES - [0:0]\n");
     out.push_str(&chains);
-    out.push_str("-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n");
-    out.push_str("-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n");
+    out.push_str(
+        "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n",
+    );
+    out.push_str(
+        "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n",
+    );
     out.push_str("-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n");
     out.push_str("-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n");
     out.push_str("-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n");
@@ -120,7 +127,9 @@ pub(crate) fn kube_ruleset(spec: KubeSpec) -> String {
     out.push_str(":KUBE-EXTERNAL-SERVICES - [0:0]\n:KUBE-FIREWALL - [0:0]\n:KUBE-FORWARD - [0:0]\n:KUBE-SERVICES - [0:0]\n");
     out.push_str("-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES\n");
     out.push_str("-A INPUT -j KUBE-FIREWALL\n");
-    out.push_str("-A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD\n");
+    out.push_str(
+        "-A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD\n",
+    );
     out.push_str("-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n");
     out.push_str("-A OUTPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n");
     out.push_str("-A OUTPUT -j KUBE-FIREWALL\n");

@@ -1,5 +1,6 @@
 //! The apply itself: validate, guard, lock, snapshot, restore, roll back, read back.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use nix::fcntl::{Flock, FlockArg};
 use portcullis_rules::{Backend, Family, Ruleset, Table, TableName, validate};
 use portcullis_syntax::{parse_rules_spec, parse_save_as, render_rule};
 
+use crate::cache::{self, Fingerprint, chain_print};
 use crate::error::{ApplyError, FailureKind, Rejected, RestoreFailure, Span, blamed_token};
 use crate::exec::{Counters, RestoreFlags, Target};
 use crate::guard::{self, GuardReport};
@@ -48,8 +50,11 @@ pub struct Snapshot {
     pub family: Family,
     /// The backend that printed it.
     pub backend: Backend,
-    /// The whole save text.
+    /// The whole save text (`noflush` false), or a `--noflush` restore input that puts
+    /// back exactly the chains an incremental apply changes (`noflush` true).
     pub text: String,
+    /// Whether `text` is a partial `--noflush` snapshot.
+    pub noflush: bool,
 }
 
 impl Snapshot {
@@ -134,6 +139,7 @@ pub struct Prepared {
     /// The kernel's ruleset before the apply.
     pub snapshot: Snapshot,
     verify: bool,
+    want: Option<Ruleset>,
     _lock: Option<Flock<File>>,
 }
 
@@ -194,7 +200,7 @@ pub(crate) fn lock_namespace(
 /// Reads the kernel's whole ruleset (`iptables-save -c`).
 pub fn snapshot(target: &Target) -> Result<Snapshot, ApplyError> {
     let text = target.save(None, Counters::Keep)?;
-    Ok(Snapshot { family: target.family, backend: target.backend, text })
+    Ok(Snapshot { family: target.family, backend: target.backend, text, noflush: false })
 }
 
 /// Checks, locks and plans an apply of `desired` to `target`, without touching the
@@ -205,6 +211,32 @@ pub fn prepare(
     target: &Target,
     opts: &ApplyOptions,
 ) -> Result<Prepared, ApplyError> {
+    // The model's checks and the guard run beside the reading of the kernel (both only
+    // read); nothing is written before both are done.
+    let (checked, kernel) = std::thread::scope(|s| {
+        let check = s.spawn(|| check(desired, opts));
+        let kernel = read_kernel(desired, target, opts);
+        let checked = check.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (checked, kernel)
+    });
+    let report = checked?;
+    let (lock, plan, snap, want) = kernel?;
+    let input = plan.restore_input(desired);
+    Ok(Prepared {
+        target: target.clone(),
+        desired: desired.clone(),
+        plan,
+        input,
+        guard: report,
+        snapshot: snap,
+        verify: opts.verify,
+        want,
+        _lock: Some(lock),
+    })
+}
+
+/// The model's validation and the lock-out guard.
+fn check(desired: &Ruleset, opts: &ApplyOptions) -> Result<GuardReport, ApplyError> {
     let errors = validate(desired);
     if !errors.is_empty() {
         return Err(ApplyError::Invalid(errors));
@@ -216,26 +248,138 @@ pub fn prepare(
             "the ruleset would cut the management path (pass --force to apply anyway)\n{report}"
         )));
     }
+    Ok(report)
+}
+
+type KernelState = (Flock<File>, Plan, Snapshot, Option<Ruleset>);
+
+/// Takes the namespace's apply lock, snapshots the kernel and plans.
+fn read_kernel(
+    desired: &Ruleset,
+    target: &Target,
+    opts: &ApplyOptions,
+) -> Result<KernelState, ApplyError> {
     let lock = lock_namespace(target.netns.as_deref(), opts.lock_wait)?;
-    let snap = snapshot(target)?;
-    let plan = if opts.incremental {
-        let current = parse_save_as(&snap.text, target.family)
-            .map_err(|e| ApplyError::Readback(Box::new(e)))?;
-        Plan::incremental(&current, desired, target.backend)
+    let (plan, snap, want) = if opts.incremental {
+        let want = comparable(desired, target.backend);
+        let (plan, snap) = match cache::load(target) {
+            Some(fp) if fp_covers(&fp, &want) && canary_ok(target, &fp, &want)? => {
+                let plan = Plan::incremental_from(&fp, &want);
+                let snap = partial_snapshot(target, &plan)?;
+                (plan, snap)
+            }
+            _ => {
+                let snap = snapshot(target)?;
+                let current = parse_save_as(&snap.text, target.family)
+                    .map_err(|e| ApplyError::Readback(Box::new(e)))?;
+                let fp = Fingerprint::of(&comparable(&current, target.backend));
+                (Plan::incremental_from(&fp, &want), snap)
+            }
+        };
+        (plan, snap, Some(want))
     } else {
-        Plan::full(desired)
+        (Plan::full(desired), snapshot(target)?, None)
     };
-    let input = plan.restore_input(desired);
-    Ok(Prepared {
-        target: target.clone(),
-        desired: desired.clone(),
-        plan,
-        input,
-        guard: report,
-        snapshot: snap,
-        verify: opts.verify,
-        _lock: Some(lock),
-    })
+    Ok((lock, plan, snap, want))
+}
+
+/// Whether the record covers every table of `want` (else the kernel is read).
+fn fp_covers(fp: &Fingerprint, want: &Ruleset) -> bool {
+    want.tables.iter().all(|t| fp.tables.contains_key(&t.name))
+}
+
+/// kube-proxy's canary check: the builtin chains of every table still hold what
+/// portcullis last applied (a flush by another tool, or a reboot, shows here).
+fn canary_ok(target: &Target, fp: &Fingerprint, want: &Ruleset) -> Result<bool, ApplyError> {
+    for t in &want.tables {
+        let Some(chains) = fp.tables.get(&t.name) else { return Ok(false) };
+        let names: Vec<String> = t.name.builtin_chains().iter().map(|c| (*c).to_owned()).collect();
+        let got = read_chains(target, t.name, &names)?;
+        for n in &names {
+            let Some(c) = got.chain(n) else { return Ok(false) };
+            if chains.get(n.as_str()) != Some(&chain_print(c)) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Some chains of a table as the kernel holds them, in comparable form: `-S CHAIN` each
+/// (nft caches per chain, so that is cheap), or one `iptables-save -t` for legacy and for
+/// many chains. Chains that do not exist are left out.
+pub(crate) fn read_chains(
+    target: &Target,
+    table: TableName,
+    names: &[String],
+) -> Result<Table, ApplyError> {
+    let mut got = Table::new(table);
+    if target.backend == Backend::Nft && names.len() <= 64 {
+        for n in names {
+            let Ok(text) = target.list_chain(table, n) else { continue };
+            let rs = parse_rules_spec(&text, table, target.family)
+                .map_err(|e| ApplyError::Readback(Box::new(e)))?;
+            if let Some(c) = rs.table(table).and_then(|tt| tt.chain(n)) {
+                got.chains.push(c.clone());
+            }
+        }
+    } else {
+        let text = target.save(Some(table), Counters::Drop)?;
+        let rs =
+            parse_save_as(&text, target.family).map_err(|e| ApplyError::Readback(Box::new(e)))?;
+        let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+        if let Some(t) = rs.table(table) {
+            got.chains =
+                t.chains.iter().filter(|c| wanted.contains(c.name.as_str())).cloned().collect();
+        }
+    }
+    let rs = comparable(&Ruleset { family: target.family, tables: vec![got] }, target.backend);
+    let mut t = rs.tables.into_iter().next().unwrap_or_else(|| Table::new(table));
+    // comparable() adds the builtin chains; keep only those that were read.
+    let read: HashSet<&str> = names.iter().map(String::as_str).collect();
+    t.chains.retain(|c| read.contains(c.name.as_str()));
+    Ok(t)
+}
+
+/// The `--noflush` restore input that undoes `plan`: the old content of every chain it
+/// rewrites, re-creates or re-policies, and the deletion of the chains it creates.
+fn partial_snapshot(target: &Target, plan: &Plan) -> Result<Snapshot, ApplyError> {
+    let mut text = String::new();
+    for (t, action) in &plan.tables {
+        let TableAction::Patch { policies, rewrite, create, delete } = action else { continue };
+        let mut names: Vec<String> =
+            policies.iter().chain(rewrite).chain(delete).cloned().collect();
+        names.sort();
+        names.dedup();
+        let old = read_chains(target, *t, &names)?;
+        text.push_str(&format!("*{t}\n"));
+        for c in &old.chains {
+            match c.policy {
+                Some(p) => text.push_str(&format!(":{} {} [0:0]\n", c.name, p.as_str())),
+                None => text.push_str(&format!(":{} - [0:0]\n", c.name)),
+            }
+        }
+        for c in create {
+            text.push_str(&format!(":{c} - [0:0]\n"));
+        }
+        for c in &old.chains {
+            if c.is_builtin() {
+                if !rewrite.contains(&c.name.as_str().to_owned()) {
+                    continue;
+                }
+                text.push_str(&format!("-F {}\n", c.name));
+            }
+            for r in &c.rules {
+                text.push_str(&render_rule(c.name.as_str(), r));
+                text.push('\n');
+            }
+        }
+        for c in create {
+            text.push_str(&format!("-X {c}\n"));
+        }
+        text.push_str("COMMIT\n");
+    }
+    Ok(Snapshot { family: target.family, backend: target.backend, text, noflush: true })
 }
 
 /// Validates, guards, snapshots and applies `desired` in one go. On failure every table
@@ -252,15 +396,32 @@ impl Prepared {
     /// Feeds the restore input to iptables-restore (one process). When it fails, every
     /// table it had already committed is restored from the snapshot, and the error is
     /// placed at the line of the user's file it blames. Then reads the kernel back.
-    pub fn commit(self) -> Result<Applied, ApplyError> {
+    pub fn commit(mut self) -> Result<Applied, ApplyError> {
         if self.plan.is_noop() {
             return Ok(Applied { plan: self.plan, snapshot: self.snapshot, drift: Vec::new() });
         }
+        cache::forget(&self.target);
         let flags = RestoreFlags { noflush: self.input.noflush, ..RestoreFlags::default() };
-        if let Err(failure) = self.target.restore(&self.input.text, flags) {
+        // The restore runs in the kernel and in its own process; meanwhile the canonical
+        // form the read-back compares against is computed here.
+        let (result, want) = std::thread::scope(|s| {
+            let restore = s.spawn(|| self.target.restore(&self.input.text, flags));
+            let want = match self.want.take() {
+                Some(w) => w,
+                None => comparable(&self.desired, self.target.backend),
+            };
+            (
+                restore.join().unwrap_or_else(|_| {
+                    Err(RestoreFailure::parse(None, "the restore thread panicked"))
+                }),
+                want,
+            )
+        });
+        if let Err(failure) = result {
             return Err(self.fail(failure));
         }
-        let drift = if self.verify { self.readback()? } else { Vec::new() };
+        let drift = if self.verify { self.readback(&want)? } else { Vec::new() };
+        cache::remember(&self.target, &want);
         Ok(Applied { plan: self.plan, snapshot: self.snapshot, drift })
     }
 
@@ -317,9 +478,8 @@ impl Prepared {
         0
     }
 
-    fn readback(&self) -> Result<Vec<Drift>, ApplyError> {
+    fn readback(&self, want: &Ruleset) -> Result<Vec<Drift>, ApplyError> {
         let mut drift = Vec::new();
-        let want = comparable(&self.desired, self.target.backend);
         let full_tables: Vec<TableName> = self
             .plan
             .tables
@@ -344,23 +504,13 @@ impl Prepared {
         for (t, action) in &self.plan.tables {
             let TableAction::Patch { policies, rewrite, create, .. } = action else { continue };
             let Some(w) = want.table(*t) else { continue };
-            let mut names: Vec<&String> = policies.iter().chain(rewrite).chain(create).collect();
+            let mut names: Vec<String> =
+                policies.iter().chain(rewrite).chain(create).cloned().collect();
+            names.sort();
             names.dedup();
-            let mut got = Table::new(*t);
-            for n in &names {
-                let text = self.target.list_chain(*t, n)?;
-                let rs = parse_rules_spec(&text, *t, self.target.family)
-                    .map_err(|e| ApplyError::Readback(Box::new(e)))?;
-                if let Some(c) = rs.table(*t).and_then(|tt| tt.chain(n)) {
-                    got.chains.push(c.clone());
-                }
-            }
-            let got = comparable(
-                &Ruleset { family: self.target.family, tables: vec![got] },
-                self.target.backend,
-            );
-            let only: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-            diff_tables(w, got.table(*t), Some(&only), &mut drift);
+            let got = read_chains(&self.target, *t, &names)?;
+            let only: HashSet<&str> = names.iter().map(String::as_str).collect();
+            diff_tables(w, Some(&got), Some(&only), &mut drift);
         }
         Ok(drift)
     }
@@ -368,15 +518,22 @@ impl Prepared {
 
 /// Compares a table of the ruleset with the kernel's (both comparable); `only` limits the
 /// comparison to some chains.
-fn diff_tables(want: &Table, got: Option<&Table>, only: Option<&[&str]>, out: &mut Vec<Drift>) {
+fn diff_tables(
+    want: &Table,
+    got: Option<&Table>,
+    only: Option<&HashSet<&str>>,
+    out: &mut Vec<Drift>,
+) {
     let empty = Table::new(want.name);
     let got = got.unwrap_or(&empty);
+    let got_chains: HashMap<&str, &portcullis_rules::Chain> =
+        got.chains.iter().map(|c| (c.name.as_str(), c)).collect();
     for w in &want.chains {
-        if only.is_some_and(|o| !o.contains(&w.name.as_str())) {
+        if only.is_some_and(|o| !o.contains(w.name.as_str())) {
             continue;
         }
         let name = w.name.as_str().to_owned();
-        let Some(g) = got.chain(w.name.as_str()) else {
+        let Some(g) = got_chains.get(w.name.as_str()) else {
             out.push(Drift {
                 table: want.name,
                 chain: name,
@@ -395,22 +552,27 @@ fn diff_tables(want: &Table, got: Option<&Table>, only: Option<&[&str]>, out: &m
             c.rules.iter().map(|r| render_rule(c.name.as_str(), r)).collect()
         };
         let (wr, gr) = (render(w), render(g));
-        let missing: Vec<String> = wr.iter().filter(|r| !gr.contains(r)).cloned().collect();
-        let unexpected: Vec<String> = gr.iter().filter(|r| !wr.contains(r)).cloned().collect();
+        let (ws, gs): (HashSet<&String>, HashSet<&String>) =
+            (wr.iter().collect(), gr.iter().collect());
+        let missing: Vec<String> = wr.iter().filter(|r| !gs.contains(r)).cloned().collect();
+        let unexpected: Vec<String> = gr.iter().filter(|r| !ws.contains(r)).cloned().collect();
         let note = note.or_else(|| {
             (missing.is_empty() && unexpected.is_empty()).then(|| "rule order differs".to_owned())
         });
         out.push(Drift { table: want.name, chain: name, missing, unexpected, note });
     }
-    for g in &got.chains {
-        if !want.has_chain(g.name.as_str()) && only.is_none() {
-            out.push(Drift {
-                table: want.name,
-                chain: g.name.as_str().to_owned(),
-                missing: vec![],
-                unexpected: vec![],
-                note: Some("chain in the kernel but not in the ruleset".into()),
-            });
+    if only.is_none() {
+        let wanted: HashSet<&str> = want.chains.iter().map(|c| c.name.as_str()).collect();
+        for g in &got.chains {
+            if !wanted.contains(g.name.as_str()) {
+                out.push(Drift {
+                    table: want.name,
+                    chain: g.name.as_str().to_owned(),
+                    missing: vec![],
+                    unexpected: vec![],
+                    note: Some("chain in the kernel but not in the ruleset".into()),
+                });
+            }
         }
     }
 }
@@ -427,6 +589,11 @@ pub fn revert(
     snapshot: &Snapshot,
     tables: &[TableName],
 ) -> Result<(), RestoreFailure> {
+    cache::forget(target);
+    if snapshot.noflush {
+        return target
+            .restore(&snapshot.text, RestoreFlags { noflush: true, ..RestoreFlags::default() });
+    }
     let mut input = String::new();
     let mut absent = Vec::new();
     for t in tables {

@@ -46,6 +46,8 @@ pub struct Pending {
     pub ssh: String,
     /// The tables the apply changed (the revert restores exactly these).
     pub tables: Vec<TableName>,
+    /// Whether the backup is a partial `--noflush` snapshot (incremental apply).
+    pub noflush: bool,
 }
 
 fn fam(f: Family) -> &'static str {
@@ -88,6 +90,7 @@ impl Pending {
         let _ = writeln!(s, "ssh={}", self.ssh);
         let tables: Vec<&str> = self.tables.iter().map(|t| t.as_str()).collect();
         let _ = writeln!(s, "tables={}", tables.join(","));
+        let _ = writeln!(s, "noflush={}", u8::from(self.noflush));
         s
     }
 
@@ -107,6 +110,7 @@ impl Pending {
                 .map(str::parse)
                 .collect::<Result<_, _>>()
                 .ok()?,
+            noflush: get("noflush") == Some("1"),
         })
     }
 
@@ -175,6 +179,7 @@ pub fn arm(prepared: &Prepared, seconds: u32, exe: &Path) -> Result<Armed, Apply
         sid: current_sid(),
         ssh: std::env::var("SSH_CONNECTION").unwrap_or_default(),
         tables: prepared.input.tables(),
+        noflush: prepared.snapshot.noflush,
     };
     let pending_file = file(&dir, "pending", t.family);
     write_atomic(&pending_file, p.to_text().as_bytes(), 0o600)
@@ -338,7 +343,7 @@ fn revert_pending(dir: &Path, family: Family) -> Result<Outcome, ApplyError> {
         .ok_or_else(|| ApplyError::Confirm("unreadable pending record".into()))?;
     let backup = file(dir, "backup", family);
     let snap_text = std::fs::read_to_string(&backup).map_err(|e| ApplyError::io(&backup, e))?;
-    let snap = Snapshot { family, backend: p.backend, text: snap_text };
+    let snap = Snapshot { family, backend: p.backend, text: snap_text, noflush: p.noflush };
     // Wait for an apply still running on the namespace (it may be the one to undo).
     let ns_lock = lock_namespace(p.netns.as_deref(), Duration::from_secs(60));
     let outcome = match revert(&p.target(), &snap, &p.tables) {

@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 mod apply;
+mod cache;
 pub mod confirm;
 mod error;
 mod exec;
@@ -50,5 +51,5 @@ pub use crate::{
     },
     error::{ApplyError, FailureKind, Rejected, RestoreFailure, Span},
     exec::{Counters, RestoreFlags, Target, lockfile_for, program},
-    plan::{LineSource, Mode, Plan, RestoreInput, TableAction},
+    plan::{LineSource, Mode, Plan, RestoreInput, TableAction, comparable},
 };

@@ -1,9 +1,11 @@
 //! What an apply will do, table by table, and the exact iptables-restore input for it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::{self, Write as _};
 
 use portcullis_rules::{Backend, Chain, Ruleset, Table, TableName, canonicalize};
+
+use crate::cache::{ChainPrint, Fingerprint, chain_print};
 
 /// How the whole input is fed to iptables-restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,9 +121,10 @@ impl RestoreInput {
     }
 }
 
-/// The ruleset with its counters dropped and every table holding its builtin chains:
-/// what comparing two rulesets needs.
-pub(crate) fn comparable(rs: &Ruleset, backend: Backend) -> Ruleset {
+/// The ruleset in the form two rulesets that the kernel holds alike share: canonical for
+/// `backend`, every table with its builtin chains, chains in iptables-save order, no
+/// counters.
+pub fn comparable(rs: &Ruleset, backend: Backend) -> Ruleset {
     let mut c = canonicalize(rs, backend);
     for t in &mut c.tables {
         t.complete_builtins();
@@ -148,16 +151,24 @@ impl Plan {
     /// Rewrite only what differs between `current` (what the kernel holds, as read back)
     /// and `desired`, both compared in canonical form for `backend`.
     pub fn incremental(current: &Ruleset, desired: &Ruleset, backend: Backend) -> Self {
-        let cur = comparable(current, backend);
-        let want = comparable(desired, backend);
-        let mut tables = Vec::new();
-        for t in &want.tables {
-            let action = match cur.table(t.name) {
-                None => TableAction::Replace,
-                Some(c) => diff_table(c, t),
-            };
-            tables.push((t.name, action));
-        }
+        let cur = Fingerprint::of(&comparable(current, backend));
+        Self::incremental_from(&cur, &comparable(desired, backend))
+    }
+
+    /// The incremental plan from a fingerprint of the current state to `want` (in
+    /// comparable form).
+    pub(crate) fn incremental_from(cur: &Fingerprint, want: &Ruleset) -> Self {
+        let tables = want
+            .tables
+            .iter()
+            .map(|t| {
+                let action = match cur.tables.get(&t.name) {
+                    None => TableAction::Replace,
+                    Some(c) => diff_table(c, t),
+                };
+                (t.name, action)
+            })
+            .collect();
         Self { mode: Mode::Incremental, tables }
     }
 
@@ -190,10 +201,6 @@ impl Plan {
         }
         out
     }
-}
-
-fn has(list: &[String], name: &str) -> bool {
-    list.iter().any(|n| n == name)
 }
 
 fn chain_line(c: &Chain) -> String {
@@ -232,11 +239,14 @@ fn patch_table(
     delete: &[String],
 ) {
     let t = table.name;
+    let set = |v: &[String]| -> HashSet<String> { v.iter().cloned().collect() };
+    let (policies, rewrite, create) = (set(policies), set(rewrite), set(create));
+    let has = |s: &HashSet<String>, n: &str| s.contains(n);
     out.push(&format!("*{t}"), LineSource::Header(t));
     for c in &table.chains {
         let user_new =
-            !c.is_builtin() && (has(rewrite, c.name.as_str()) || has(create, c.name.as_str()));
-        if user_new || (c.is_builtin() && has(policies, c.name.as_str())) {
+            !c.is_builtin() && (has(&rewrite, c.name.as_str()) || has(&create, c.name.as_str()));
+        if user_new || (c.is_builtin() && has(&policies, c.name.as_str())) {
             out.push(&chain_line(c), LineSource::ChainLine(t, c.origin.line));
         }
     }
@@ -244,7 +254,7 @@ fn patch_table(
         out.push(&format!(":{name} - [0:0]"), LineSource::ChainLine(t, 0));
     }
     for c in &table.chains {
-        if has(rewrite, c.name.as_str()) || has(create, c.name.as_str()) {
+        if has(&rewrite, c.name.as_str()) || has(&create, c.name.as_str()) {
             if c.is_builtin() {
                 out.push(&format!("-F {}", c.name), LineSource::Rule(t, c.origin.line));
             }
@@ -257,28 +267,30 @@ fn patch_table(
     out.push("COMMIT", LineSource::Commit(t));
 }
 
-fn diff_table(cur: &Table, want: &Table) -> TableAction {
-    let cur_chains: HashMap<&str, &Chain> =
-        cur.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+fn diff_table(cur: &HashMap<String, ChainPrint>, want: &Table) -> TableAction {
     let (mut policies, mut rewrite, mut create, mut delete) = (vec![], vec![], vec![], vec![]);
     for c in &want.chains {
-        match cur_chains.get(c.name.as_str()) {
-            None => create.push(c.name.as_str().to_owned()),
+        let name = c.name.as_str().to_owned();
+        let p = chain_print(c);
+        match cur.get(&name) {
+            None => create.push(name),
             Some(old) => {
-                if c.is_builtin() && old.policy != c.policy {
-                    policies.push(c.name.as_str().to_owned());
+                if c.is_builtin() && old.policy != p.policy {
+                    policies.push(name.clone());
                 }
-                if old.rules != c.rules {
-                    rewrite.push(c.name.as_str().to_owned());
+                if old.hash != p.hash {
+                    rewrite.push(name);
                 }
             }
         }
     }
-    for c in &cur.chains {
-        if !c.is_builtin() && !want.has_chain(c.name.as_str()) {
-            delete.push(c.name.as_str().to_owned());
+    let wanted: HashSet<&str> = want.chains.iter().map(|c| c.name.as_str()).collect();
+    for (name, old) in cur {
+        if old.policy == "-" && !wanted.contains(name.as_str()) {
+            delete.push(name.clone());
         }
     }
+    delete.sort();
     if policies.is_empty() && rewrite.is_empty() && create.is_empty() && delete.is_empty() {
         TableAction::Unchanged
     } else {

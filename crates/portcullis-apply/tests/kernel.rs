@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nix::fcntl::{Flock, FlockArg};
-use portcullis_apply::{ApplyError, ApplyOptions, FailureKind, Target, apply};
+use portcullis_apply::{ApplyError, ApplyOptions, FailureKind, Target, apply, comparable};
 use portcullis_netns::{Netns, can_run_or_skip};
-use portcullis_rules::{Backend, Family, Ruleset, canonicalize};
+use portcullis_rules::{Backend, Family, Ruleset};
 use portcullis_syntax::{SaveOptions, parse_save_as, read_rulesets, render_save};
 
 const BACKENDS: [Backend; 2] = [Backend::Nft, Backend::Legacy];
@@ -32,18 +32,8 @@ fn opts() -> ApplyOptions {
 /// The ruleset in the form two equal rulesets share: canonical for `backend`, every
 /// table with its builtin chains, no counters, as save text (so a failure shows a diff).
 fn canonical_text(rs: &Ruleset, backend: Backend) -> String {
-    let mut c = canonicalize(rs, backend);
+    let mut c = comparable(rs, backend);
     c.tables.sort_by_key(|t| t.name);
-    for t in &mut c.tables {
-        t.complete_builtins();
-        t.sort_chains();
-        for ch in &mut t.chains {
-            ch.counters = None;
-            for r in &mut ch.rules {
-                r.counters = None;
-            }
-        }
-    }
     render_save(&c, SaveOptions::default())
 }
 
@@ -335,5 +325,59 @@ fn incremental_rewrites_only_changed_chains() {
         // Nothing left to do: a second incremental apply is a no-op plan.
         let again = portcullis_apply::prepare(&r2, &t, &o).expect("plans");
         assert!(again.plan.is_noop(), "{}", again.plan);
+    }
+}
+
+/// filter first, so a failure in nat comes after filter was committed.
+const INC_V1: &str = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:SVC-A - [0:0]\n:SVC-B - [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -j SVC-A\n-A INPUT -j SVC-B\n-A SVC-A -p tcp --dport 80 -j ACCEPT\n-A SVC-B -p tcp --dport 81 -j ACCEPT\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:SVC-N - [0:0]\n-A PREROUTING -j SVC-N\n-A SVC-N -p tcp --dport 80 -j DNAT --to-destination 198.18.0.1:8080\nCOMMIT\n";
+
+// Incremental mode trusts the record of its last apply only while the canary (the builtin
+// chains) matches; a failing later table rolls the earlier table's patch back exactly.
+#[test]
+fn incremental_record_canary_and_rollback() {
+    if !can_run_or_skip(
+        "incremental_record_canary_and_rollback",
+        &["iptables-nft-restore", "iptables-legacy-restore"],
+    ) {
+        return;
+    }
+    let v2 = INC_V1.replace("--dport 81", "--dport 8181");
+    let v3 = v2.replace("--dport 80 -j ACCEPT", "--dport 8080 -j ACCEPT").replace(
+        "-A PREROUTING -j SVC-N\n",
+        "-A PREROUTING -j SVC-N\n-A PREROUTING -p tcp --dport 99 -m nosuchmodule --frob 1 -j ACCEPT\n",
+    );
+    for backend in BACKENDS {
+        let ns = Netns::create("applyrec").expect("namespace");
+        let t = target(&ns, Family::V4, backend);
+        let r1 = portcullis_syntax::parse_save(INC_V1).expect("v1");
+        let r2 = portcullis_syntax::parse_save(&v2).expect("v2");
+        let r3 = portcullis_syntax::parse_save(&v3).expect("v3");
+        let mut o = opts();
+        o.incremental = true;
+        apply(&r1, &t, &opts()).expect("v1 applies");
+        let p = portcullis_apply::prepare(&r2, &t, &o).expect("plans");
+        assert!(p.snapshot.noflush, "{backend:?}: the record was not used");
+        assert!(
+            p.input.text.contains(":SVC-B - [0:0]") && !p.input.text.contains("SVC-N"),
+            "{}",
+            p.input.text
+        );
+        p.commit().expect("v2 applies");
+        assert_eq!(kernel_text(&t, &r2), canonical_text(&r2, backend));
+        // Someone flushes INPUT behind portcullis' back: the canary notices, the kernel is
+        // read, and the incremental apply repairs INPUT.
+        ns.run(&t.program(""), &["-w", "5", "-F", "INPUT"]).expect("flush INPUT");
+        let p = portcullis_apply::prepare(&r2, &t, &o).expect("plans");
+        assert!(!p.snapshot.noflush, "{backend:?}: a stale record was trusted");
+        assert!(p.input.text.contains("-F INPUT"), "{}", p.input.text);
+        p.commit().expect("repairs");
+        assert_eq!(kernel_text(&t, &r2), canonical_text(&r2, backend));
+        // A later table fails: the filter patch already committed is undone exactly.
+        let before = raw_state(&t);
+        let p = portcullis_apply::prepare(&r3, &t, &o).expect("plans");
+        assert!(p.snapshot.noflush);
+        let rejected = expect_rejected(p.commit().expect_err("nat refuses"));
+        assert_eq!(rejected.rolled_back, vec![portcullis_rules::TableName::Filter]);
+        assert_eq!(raw_state(&t), before, "{backend:?}: the incremental rollback was not exact");
     }
 }
