@@ -379,22 +379,6 @@ fn merge_nft(rule: &mut Rule, name: &str, family: Family) {
     }
 }
 
-const CONNTRACK_ORDER: &[&str] = &[
-    "ctstate",
-    "ctproto",
-    "ctorigsrc",
-    "ctorigdst",
-    "ctreplsrc",
-    "ctrepldst",
-    "ctorigsrcport",
-    "ctorigdstport",
-    "ctreplsrcport",
-    "ctrepldstport",
-    "ctstatus",
-    "ctexpire",
-    "ctdir",
-];
-
 fn conntrack(m: &Match) -> Option<Vec<Opt>> {
     let mut out = Vec::new();
     for o in &m.opts {
@@ -416,7 +400,7 @@ fn conntrack(m: &Match) -> Option<Vec<Opt>> {
         };
         out.push(opt1(o.negated, &o.name, v));
     }
-    Some(reorder(out, CONNTRACK_ORDER))
+    Some(reorder(out, crate::view::CONNTRACK_OPTIONS))
 }
 
 fn owner(m: &Match) -> Option<Vec<Opt>> {

@@ -27,6 +27,8 @@ use crate::rule::{Action, Rule};
 use crate::ruleset::{Ruleset, Table};
 use crate::view::{MatchView, NatTarget, RejectWith, TargetView};
 
+pub(crate) use self::specs::spec_takes_option;
+
 /// Hook bits, in the order of [`hook_rank`].
 const PRE: u8 = 1;
 const IN: u8 = 2;

@@ -624,6 +624,117 @@ impl MarkMask {
 }
 
 // ---------------------------------------------------------------------------------------
+// Option names
+
+/// The options of the conntrack match, in save order.
+pub(crate) const CONNTRACK_OPTIONS: &[&str] = &[
+    "ctstate",
+    "ctproto",
+    "ctorigsrc",
+    "ctorigdst",
+    "ctreplsrc",
+    "ctrepldst",
+    "ctorigsrcport",
+    "ctorigdstport",
+    "ctreplsrcport",
+    "ctrepldstport",
+    "ctstatus",
+    "ctexpire",
+    "ctdir",
+];
+
+/// The options of the match modules with a typed view, and of the modules only the
+/// canonical form reads; the other known modules are in the validation specs.
+const MATCH_OPTIONS: &[(&str, &[&str])] = &[
+    (
+        "tcp",
+        &["sport", "source-port", "dport", "destination-port", "syn", "tcp-flags", "tcp-option"],
+    ),
+    ("udp", &["sport", "source-port", "dport", "destination-port"]),
+    ("udplite", &["sport", "source-port", "dport", "destination-port"]),
+    ("icmp", &["icmp-type"]),
+    ("icmp6", &["icmpv6-type"]),
+    ("multiport", &["sports", "source-ports", "dports", "destination-ports", "ports"]),
+    ("conntrack", CONNTRACK_OPTIONS),
+    ("state", &["state"]),
+    ("comment", &["comment"]),
+    ("limit", &["limit", "limit-burst"]),
+    ("iprange", &["src-range", "dst-range"]),
+    ("mac", &["mac-source"]),
+    ("owner", &["uid-owner", "gid-owner", "socket-exists", "suppl-groups"]),
+    (
+        "set",
+        &[
+            "match-set",
+            "set",
+            "return-nomatch",
+            "update-counters",
+            "update-subcounters",
+            "packets-eq",
+            "packets-lt",
+            "packets-gt",
+            "bytes-eq",
+            "bytes-lt",
+            "bytes-gt",
+        ],
+    ),
+    ("mark", &["mark"]),
+    ("connmark", &["mark"]),
+    ("addrtype", &["src-type", "dst-type", "limit-iface-in", "limit-iface-out"]),
+    (
+        "recent",
+        &[
+            "set", "rcheck", "update", "remove", "seconds", "reap", "hitcount", "rttl", "name",
+            "mask", "rsource", "rdest",
+        ],
+    ),
+    (
+        "time",
+        &[
+            "timestart",
+            "timestop",
+            "monthdays",
+            "weekdays",
+            "datestart",
+            "datestop",
+            "kerneltz",
+            "localtz",
+            "utc",
+            "contiguous",
+        ],
+    ),
+    ("u32", &["u32"]),
+    ("devgroup", &["src-group", "dst-group"]),
+    ("ipv6header", &["header", "soft"]),
+    (
+        "policy",
+        &[
+            "dir",
+            "pol",
+            "strict",
+            "reqid",
+            "spi",
+            "proto",
+            "mode",
+            "tunnel-src",
+            "tunnel-dst",
+            "next",
+        ],
+    ),
+];
+
+/// Whether the match module `module` takes the option `option` (long name without
+/// `--`); `None` when portcullis does not know the module. A parser uses it to decide
+/// whether an option after `-m module` belongs to that module or to the implicit
+/// protocol match (`-p udp -m length --length 0:100 --dport 161`).
+pub fn match_takes_option(module: &str, option: &str) -> Option<bool> {
+    match MATCH_OPTIONS.iter().find(|(m, _)| *m == module) {
+        Some((_, opts)) => Some(opts.contains(&option)),
+        None => crate::validate::spec_takes_option(module, option),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Option helpers
 
 fn unknown(module: &str, o: &Opt) -> ModelError {
@@ -1567,6 +1678,15 @@ mod tests {
             m("hashlimit", &[]).view(Family::V4).unwrap(),
             MatchView::Other("hashlimit".into())
         );
+    }
+
+    #[test]
+    fn option_names() {
+        assert_eq!(match_takes_option("tcp", "dport"), Some(true));
+        assert_eq!(match_takes_option("length", "length"), Some(true));
+        assert_eq!(match_takes_option("length", "dport"), Some(false));
+        assert_eq!(match_takes_option("time", "weekdays"), Some(true));
+        assert_eq!(match_takes_option("nosuchmodule", "x"), None);
     }
 
     #[test]

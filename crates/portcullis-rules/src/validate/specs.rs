@@ -466,6 +466,12 @@ const TARGETS: &[Spec] = &[
     },
 ];
 
+/// Whether the specified match module takes `option`; `None` for a module without a
+/// specification.
+pub(crate) fn spec_takes_option(module: &str, option: &str) -> Option<bool> {
+    MATCHES.iter().find(|s| s.name == module).map(|s| s.opts.iter().any(|(n, _)| *n == option))
+}
+
 /// Checks a match without a typed view; `Ok` when the module has no specification.
 pub(super) fn check_match(name: &str, opts: &[Opt], family: Family) -> Result<(), ModelError> {
     if name == "policy" {
