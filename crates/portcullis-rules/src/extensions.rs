@@ -109,6 +109,24 @@ fn range_opt(
     Some(Some(opt1(o.negated, &o.name, range_text(lo, hi))))
 }
 
+/// A mobility header type: a number or one of libip6t_mh's names.
+pub(crate) fn mh_type(s: &str) -> Option<u64> {
+    const NAMES: [(&str, &str); 8] = [
+        ("binding-refresh-request", "brr"),
+        ("home-test-init", "hoti"),
+        ("careof-test-init", "coti"),
+        ("home-test", "hot"),
+        ("careof-test", "cot"),
+        ("binding-update", "bu"),
+        ("binding-acknowledgement", "ba"),
+        ("binding-error", "be"),
+    ];
+    parse_number(s, 255).or_else(|| {
+        let i = NAMES.iter().position(|(n, a)| *n == s || *a == s)?;
+        u64::try_from(i).ok()
+    })
+}
+
 fn port_num(s: &str) -> Option<u64> {
     parse_port(s).ok().map(u64::from)
 }
@@ -250,14 +268,14 @@ pub(crate) fn canon_match(m: &Match, family: Family) -> Option<Vec<Opt>> {
         "owner" => owner(m),
         "recent" => recent(m, family),
         "connlimit" => connlimit(m, family),
-        "hashlimit" => hashlimit(m),
+        "hashlimit" => hashlimit(m, family),
         "comment" => None,
         "ah" => ranges(m, &["ahspi"], u64::from(u32::MAX), true, u32_num),
         "esp" => ranges(m, &["espspi"], u64::from(u32::MAX), true, u32_num),
         "ipcomp" => ranges(m, &["ipcompspi"], u64::from(u32::MAX), true, u32_num),
         "frag" => ranges(m, &["fragid"], u64::from(u32::MAX), true, u32_num),
         "rt" => ranges(m, &["rt-segsleft"], u64::from(u32::MAX), true, u32_num),
-        "mh" => ranges(m, &["mh-type"], 255, true, |s| parse_number(s, 255)),
+        "mh" => ranges(m, &["mh-type"], 255, true, mh_type),
         "dccp" => {
             let mut opts = m.opts.clone();
             alias(&mut opts, "source-port", "sport");
@@ -288,6 +306,11 @@ pub(crate) fn canon_match(m: &Match, family: Family) -> Option<Vec<Opt>> {
         "u32" => {
             let [o] = m.opts.as_slice() else { return None };
             Some(vec![opt1(o.negated, "u32", u32_hex(arg(o)?)?)])
+        }
+        "realm" => {
+            let [o] = m.opts.as_slice() else { return None };
+            let mm = MarkMask::parse(arg(o)?, "--realm").ok()?;
+            Some(vec![opt1(o.negated, "realm", mm.saved_match())])
         }
         "devgroup" => {
             let mut out = Vec::new();
@@ -457,7 +480,14 @@ fn connlimit(m: &Match, family: Family) -> Option<Vec<Opt>> {
     for o in &m.opts {
         match o.name.as_str() {
             "connlimit-upto" | "connlimit-above" => {
-                out.push(opt1(o.negated, &o.name, parse_u32(arg(o)?)?.to_string()));
+                // A negated limit is saved as the other kind (observed:
+                // `! --connlimit-above 5` is `--connlimit-upto 5`).
+                let name = match (o.name.as_str(), o.negated) {
+                    ("connlimit-upto", true) => "connlimit-above",
+                    ("connlimit-above", true) => "connlimit-upto",
+                    (n, _) => n,
+                };
+                out.push(opt1(false, name, parse_u32(arg(o)?)?.to_string()));
             }
             "connlimit-mask" => mask = Some(parse_number(arg(o)?, 128)?),
             "connlimit-saddr" | "connlimit-daddr" => side = Some(o.name.clone()),
@@ -487,15 +517,102 @@ const HASHLIMIT_ORDER: &[&str] = &[
     "hashlimit-rate-interval",
 ];
 
-fn hashlimit(m: &Match) -> Option<Vec<Opt>> {
-    let mut out = m.opts.clone();
-    let rate = out.iter().find(|o| o.name == "hashlimit-upto" || o.name == "hashlimit-above")?;
-    let packets =
-        arg(rate)?.split('/').next().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+fn hashlimit(m: &Match, family: Family) -> Option<Vec<Opt>> {
+    let full_mask = if family == Family::V4 { 32 } else { 128 };
+    let mut out = Vec::new();
+    let mut packets = true;
+    for o in &m.opts {
+        let n = match o.name.as_str() {
+            "hashlimit" | "hashlimit-upto" | "hashlimit-above" => {
+                let name = if o.name == "hashlimit" { "hashlimit-upto" } else { &o.name };
+                let a = arg(o)?;
+                let text = match hashlimit_bytes(a.strip_suffix("/s").unwrap_or("")) {
+                    Some(b) => {
+                        packets = false;
+                        format!("{}/s", bytes_text(b))
+                    }
+                    None => hashlimit_rate(a)?,
+                };
+                opt1(o.negated, name, text)
+            }
+            "hashlimit-burst" => match hashlimit_bytes(arg(o)?) {
+                Some(b) if !arg(o)?.bytes().all(|c| c.is_ascii_digit()) => {
+                    opt1(false, "hashlimit-burst", bytes_text(b))
+                }
+                _ => opt1(false, "hashlimit-burst", parse_u32(arg(o)?)?.to_string()),
+            },
+            "hashlimit-mode" => {
+                const MODES: [&str; 4] = ["srcip", "srcport", "dstip", "dstport"];
+                let given: Vec<&str> = arg(o)?.split(',').collect();
+                if given.iter().any(|g| !MODES.contains(g)) {
+                    return None;
+                }
+                let list: Vec<&str> = MODES.into_iter().filter(|m| given.contains(m)).collect();
+                opt1(false, "hashlimit-mode", list.join(","))
+            }
+            // Defaults are not printed (observed): the full masks, gcinterval 1000.
+            "hashlimit-srcmask" | "hashlimit-dstmask"
+                if parse_number(arg(o)?, 128)? == full_mask =>
+            {
+                continue;
+            }
+            "hashlimit-htable-gcinterval" if parse_number(arg(o)?, u64::MAX)? == 1000 => continue,
+            _ => o.clone(),
+        };
+        out.push(n);
+    }
     if packets && !out.iter().any(|o| o.name == "hashlimit-burst") {
         out.push(opt1(false, "hashlimit-burst", "5"));
     }
     Some(reorder(out, HASHLIMIT_ORDER))
+}
+
+/// `XT_HASHLIMIT_SCALE_v2`: hashlimit (revision 2 and later) stores a packet rate as the
+/// mean interval in millionths of a second.
+const HASHLIMIT_SCALE: u64 = 1_000_000;
+
+/// A packet rate `N[/unit]` in the form hashlimit prints (`1/s` → `1/sec`).
+fn hashlimit_rate(s: &str) -> Option<String> {
+    let r = crate::view::Rate::parse(s).ok()?;
+    let total = HASHLIMIT_SCALE * u64::from(r.unit.seconds());
+    let period = (total / u64::from(r.count)).max(1);
+    let units = [(86_400u64, "day"), (3600, "hour"), (60, "min"), (1, "sec")];
+    let mut i = 1;
+    while i < units.len() {
+        let mult = HASHLIMIT_SCALE * units[i].0;
+        if period > mult || mult / period < mult % period {
+            break;
+        }
+        i += 1;
+    }
+    let (secs, name) = units[i - 1];
+    Some(format!("{}/{name}", HASHLIMIT_SCALE * secs / period))
+}
+
+/// A byte amount `N`, `Nb`, `Nkb`, `Nmb` in bytes; `None` for a plain packet count.
+fn hashlimit_bytes(s: &str) -> Option<u64> {
+    let lower = s.to_ascii_lowercase();
+    let (n, mult) = if let Some(n) = lower.strip_suffix("kb") {
+        (n, 1024)
+    } else if let Some(n) = lower.strip_suffix("mb") {
+        (n, 1024 * 1024)
+    } else if let Some(n) = lower.strip_suffix('b') {
+        (n, 1)
+    } else {
+        return None;
+    };
+    n.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// Bytes in the largest unit that divides them (`1024` → `1kb`).
+fn bytes_text(b: u64) -> String {
+    if b != 0 && b.is_multiple_of(1024 * 1024) {
+        format!("{}mb", b / (1024 * 1024))
+    } else if b != 0 && b.is_multiple_of(1024) {
+        format!("{}kb", b / 1024)
+    } else {
+        format!("{b}b")
+    }
 }
 
 fn connbytes(m: &Match) -> Option<Vec<Opt>> {
@@ -590,10 +707,43 @@ fn string(m: &Match) -> Option<Vec<Opt>> {
         match o.name.as_str() {
             "from" if parse_number(arg(o)?, 65535)? == 0 => {}
             "to" if parse_number(arg(o)?, 65535)? == 65535 => {}
+            // The pattern is stored as bytes and printed as text when every byte is
+            // printable, else as one hex block (observed: `|41 42|` → `"AB"`).
+            "hex-string" => {
+                let bytes = hex_pattern(arg(o)?)?;
+                if bytes.iter().all(|b| (0x20..0x7f).contains(b)) {
+                    let text: String = bytes.iter().map(|b| char::from(*b)).collect();
+                    out.push(opt1(o.negated, "string", text));
+                } else {
+                    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                    out.push(opt1(o.negated, "hex-string", format!("|{hex}|")));
+                }
+            }
             _ => out.push(o.clone()),
         }
     }
     Some(reorder(out, &["string", "hex-string", "algo", "from", "to", "icase"]))
+}
+
+/// The bytes of a `--hex-string` pattern: text with `|hex bytes|` blocks.
+fn hex_pattern(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for (i, part) in s.split('|').enumerate() {
+        if i % 2 == 0 {
+            out.extend_from_slice(part.as_bytes());
+        } else {
+            let digits: Vec<u8> = part.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+            if !digits.len().is_multiple_of(2) {
+                return None;
+            }
+            for pair in digits.chunks(2) {
+                let text = std::str::from_utf8(pair).ok()?;
+                out.push(u8::from_str_radix(text, 16).ok()?);
+            }
+        }
+    }
+    // An odd number of `|` leaves a block open.
+    s.matches('|').count().is_multiple_of(2).then_some(out)
 }
 
 fn cluster(m: &Match) -> Option<Vec<Opt>> {

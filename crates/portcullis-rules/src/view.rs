@@ -174,7 +174,8 @@ pub struct ConntrackMatch {
 /// `-m limit`: a token bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitMatch {
-    /// `--limit` (default `3/hour`).
+    /// `--limit` (default `3/hour`), as the kernel stores it: `201/sec` reads as `204/sec`
+    /// (see [`Rate::canonical`]).
     pub rate: Rate,
     /// `--limit-burst` (default 5).
     pub burst: u32,
@@ -1119,7 +1120,7 @@ fn limit(m: &Match) -> Result<LimitMatch, ModelError> {
         }
     }
     Ok(LimitMatch {
-        rate: rate.unwrap_or(LimitMatch::DEFAULT_RATE),
+        rate: rate.map_or(LimitMatch::DEFAULT_RATE, Rate::canonical),
         burst: burst.unwrap_or(LimitMatch::DEFAULT_BURST),
     })
 }

@@ -18,6 +18,8 @@ enum Arg {
     Range(u64),
     /// Like `Range(65535)` with service names allowed.
     Ports,
+    /// Like `Range(max)` with each side read by a parser of its own (names allowed).
+    RangeWith(u64, fn(&str) -> Option<u64>),
     /// One argument of at most this many bytes.
     Len(usize),
     /// One argument from this list (case-insensitive).
@@ -30,7 +32,7 @@ enum Arg {
     Any,
 }
 
-use Arg::{Any, Choice, Flag, Len, List, Num, Ports, Range, Text};
+use Arg::{Any, Choice, Flag, Len, List, Num, Ports, Range, RangeWith, Text};
 
 const U32: u64 = u32::MAX as u64;
 
@@ -88,7 +90,12 @@ const MATCHES: &[Spec] = &[
         required: &[],
         exclusive: &[],
     },
-    Spec { name: "mh", opts: &[("mh-type", Range(255))], required: &[], exclusive: &[] },
+    Spec {
+        name: "mh",
+        opts: &[("mh-type", RangeWith(255, crate::extensions::mh_type))],
+        required: &[],
+        exclusive: &[],
+    },
     Spec {
         name: "dccp",
         opts: &[
@@ -655,6 +662,7 @@ fn check_arg(o: &Opt, arg: Arg) -> Result<(), ModelError> {
             }
         }
         Range(max) => range(&name, one()?, |s| parse_number(s, max), max).map(|_| ()),
+        RangeWith(max, num) => range(&name, one()?, num, max).map(|_| ()),
         Ports => range(&name, one()?, |s| parse_port(s).ok().map(u64::from), 65535).map(|_| ()),
         Len(n) => {
             let a = one()?;
