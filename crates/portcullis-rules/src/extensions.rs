@@ -307,6 +307,10 @@ pub(crate) fn canon_match(m: &Match, family: Family) -> Option<Vec<Opt>> {
             let [o] = m.opts.as_slice() else { return None };
             Some(vec![opt1(o.negated, "u32", u32_hex(arg(o)?)?)])
         }
+        "physdev" => Some(reorder(
+            m.opts.clone(),
+            &["physdev-in", "physdev-is-in", "physdev-out", "physdev-is-out", "physdev-is-bridged"],
+        )),
         "realm" => {
             let [o] = m.opts.as_slice() else { return None };
             let mm = MarkMask::parse(arg(o)?, "--realm").ok()?;
