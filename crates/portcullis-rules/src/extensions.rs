@@ -270,18 +270,57 @@ pub(crate) fn canon_match(m: &Match, family: Family) -> Option<Vec<Opt>> {
         "connlimit" => connlimit(m, family),
         "hashlimit" => hashlimit(m, family),
         "comment" => None,
-        "ah" => ranges(m, &["ahspi"], u64::from(u32::MAX), true, u32_num),
+        "ah" => Some(reorder(
+            ranges(m, &["ahspi"], u64::from(u32::MAX), true, u32_num)?,
+            &["ahspi", "ahlen", "ahres"],
+        )),
         "esp" => ranges(m, &["espspi"], u64::from(u32::MAX), true, u32_num),
         "ipcomp" => ranges(m, &["ipcompspi"], u64::from(u32::MAX), true, u32_num),
-        "frag" => ranges(m, &["fragid"], u64::from(u32::MAX), true, u32_num),
-        "rt" => ranges(m, &["rt-segsleft"], u64::from(u32::MAX), true, u32_num),
+        "frag" => Some(reorder(
+            ranges(m, &["fragid"], u64::from(u32::MAX), true, u32_num)?,
+            &["fragid", "fraglen", "fragres", "fragfirst", "fragmore", "fraglast"],
+        )),
+        "rt" => Some(reorder(
+            ranges(m, &["rt-segsleft"], u64::from(u32::MAX), true, u32_num)?,
+            &["rt-type", "rt-segsleft", "rt-len", "rt-0-res", "rt-0-addrs", "rt-0-not-strict"],
+        )),
+        "ecn" => Some(reorder(m.opts.clone(), &["ecn-tcp-ece", "ecn-tcp-cwr", "ecn-ip-ect"])),
+        "socket" => Some(reorder(m.opts.clone(), &["transparent", "nowildcard", "restore-skmark"])),
+        "pkttype" => {
+            let [o] = m.opts.as_slice() else { return None };
+            Some(vec![opt1(o.negated, "pkt-type", arg(o)?.to_ascii_lowercase())])
+        }
+        "policy" => Some(policy(m)),
+        "sctp" => {
+            let mut out = Vec::new();
+            for o in &m.opts {
+                match (o.name.as_str(), o.args.as_slice()) {
+                    ("sport" | "source-port" | "dport" | "destination-port", [a]) => {
+                        let name = if o.name.starts_with('s') { "sport" } else { "dport" };
+                        let r: PortRange = a.parse().ok()?;
+                        out.push(opt1(o.negated, name, r.to_string()));
+                    }
+                    ("chunk-types", [mode, list]) => {
+                        let list = sorted_names(list, SCTP_CHUNKS).unwrap_or_else(|| list.clone());
+                        out.push(opt(o.negated, "chunk-types", &[mode.clone(), list]));
+                    }
+                    _ => out.push(o.clone()),
+                }
+            }
+            Some(reorder(out, &["sport", "dport", "chunk-types"]))
+        }
         "mh" => ranges(m, &["mh-type"], 255, true, mh_type),
         "dccp" => {
             let mut opts = m.opts.clone();
             alias(&mut opts, "source-port", "sport");
             alias(&mut opts, "destination-port", "dport");
             let m2 = Match { name: m.name.clone(), opts };
-            let out = ranges(&m2, &["sport", "dport"], 65535, false, port_num)?;
+            let mut out = ranges(&m2, &["sport", "dport"], 65535, false, port_num)?;
+            for o in out.iter_mut().filter(|o| o.name == "dccp-types") {
+                if let Some(list) = arg(o).and_then(|a| sorted_names(a, DCCP_TYPES)) {
+                    o.args = vec![list];
+                }
+            }
             Some(reorder(out, &["sport", "dport", "dccp-types", "dccp-option"]))
         }
         "tcpmss" => ranges(m, &["mss"], 65535, false, |s| parse_number(s, 65535)),
@@ -910,6 +949,43 @@ fn canon_target(t: &Target, backend: Backend, family: Family) -> Option<Vec<Opt>
         }
         "NFQUEUE" => nfqueue(t),
         "NFLOG" => nflog(t, backend),
+        "TTL" | "HL" | "TCPMSS" => {
+            let mut out = Vec::new();
+            for o in &t.opts {
+                match o.args.as_slice() {
+                    [a] => out.push(opt1(o.negated, &o.name, parse_number(a, 65535)?.to_string())),
+                    _ => out.push(o.clone()),
+                }
+            }
+            Some(out)
+        }
+        "CT" => {
+            let mut out = Vec::new();
+            for o in &t.opts {
+                match (o.name.as_str(), o.args.as_slice()) {
+                    ("ctevents", [a]) => {
+                        out.push(opt1(false, "ctevents", sorted_names(a, CT_EVENTS)?));
+                    }
+                    ("expevents", [a]) => {
+                        out.push(opt1(false, "expevents", sorted_names(a, &["new"])?));
+                    }
+                    _ => out.push(o.clone()),
+                }
+            }
+            Some(reorder(
+                out,
+                &[
+                    "notrack",
+                    "helper",
+                    "timeout",
+                    "ctevents",
+                    "expevents",
+                    "zone-orig",
+                    "zone-reply",
+                    "zone",
+                ],
+            ))
+        }
         _ => None,
     }
 }
@@ -1259,4 +1335,82 @@ fn civil(t: i64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// A comma list of names from `table`, in table order; `None` when a name is unknown.
+fn sorted_names(list: &str, table: &[&str]) -> Option<String> {
+    let mut idx: Vec<usize> = list
+        .split(',')
+        .map(|n| table.iter().position(|t| t.eq_ignore_ascii_case(n)))
+        .collect::<Option<_>>()?;
+    idx.sort_unstable();
+    idx.dedup();
+    Some(idx.iter().map(|i| table[*i]).collect::<Vec<_>>().join(","))
+}
+
+/// CT `--ctevents` names in bit order.
+const CT_EVENTS: &[&str] = &[
+    "new",
+    "related",
+    "destroy",
+    "reply",
+    "assured",
+    "protoinfo",
+    "helper",
+    "mark",
+    "natseqinfo",
+    "secmark",
+];
+
+/// DCCP packet types in number order.
+const DCCP_TYPES: &[&str] = &[
+    "REQUEST", "RESPONSE", "DATA", "ACK", "DATAACK", "CLOSEREQ", "CLOSE", "RESET", "SYNC",
+    "SYNCACK", "INVALID",
+];
+
+/// SCTP chunk types in number order (0–14, I_DATA 64, ASCONF_ACK 128, RE_CONFIG 130,
+/// PAD 132, FORWARD_TSN 192, ASCONF 193, I_FORWARD_TSN 194).
+const SCTP_CHUNKS: &[&str] = &[
+    "DATA",
+    "INIT",
+    "INIT_ACK",
+    "SACK",
+    "HEARTBEAT",
+    "HEARTBEAT_ACK",
+    "ABORT",
+    "SHUTDOWN",
+    "SHUTDOWN_ACK",
+    "ERROR",
+    "COOKIE_ECHO",
+    "COOKIE_ACK",
+    "ECN_ECNE",
+    "ECN_CWR",
+    "SHUTDOWN_COMPLETE",
+    "I_DATA",
+    "ASCONF_ACK",
+    "RE_CONFIG",
+    "PAD",
+    "FORWARD_TSN",
+    "ASCONF",
+    "I_FORWARD_TSN",
+];
+
+/// `-m policy`: `--dir`, `--pol`, `--strict`, then each element's options in save order
+/// (`--reqid --spi --proto --mode --tunnel-dst --tunnel-src`), elements separated by
+/// `--next`.
+fn policy(m: &Match) -> Vec<Opt> {
+    const HEAD: &[&str] = &["dir", "pol", "strict"];
+    const ELEMENT: &[&str] = &["reqid", "spi", "proto", "mode", "tunnel-dst", "tunnel-src"];
+    let head: Vec<Opt> =
+        m.opts.iter().filter(|o| HEAD.contains(&o.name.as_str())).cloned().collect();
+    let mut out = reorder(head, HEAD);
+    let rest: Vec<Opt> =
+        m.opts.iter().filter(|o| !HEAD.contains(&o.name.as_str())).cloned().collect();
+    for (i, element) in rest.split(|o| o.name == "next").enumerate() {
+        if i > 0 {
+            out.push(flag("next"));
+        }
+        out.extend(reorder(element.to_vec(), ELEMENT));
+    }
+    out
 }

@@ -247,6 +247,19 @@ fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
                         "values the module accepts",
                     ));
                 }
+                let dir = m.opt("dir").map(|o| o.arg());
+                if name == "policy" && dir == Some("in") && !ctx.allowed(&[], PRE | IN | FWD) {
+                    errors.push(not_allowed(
+                        "-m policy --dir in",
+                        "in PREROUTING, INPUT and FORWARD",
+                    ));
+                }
+                if name == "policy" && dir == Some("out") && !ctx.allowed(&[], OUT | POST | FWD) {
+                    errors.push(not_allowed(
+                        "-m policy --dir out",
+                        "in OUTPUT, POSTROUTING and FORWARD",
+                    ));
+                }
                 if name == "eui64" && !ctx.allowed(&[], PRE | IN | FWD) {
                     errors.push(not_allowed("-m eui64", "in PREROUTING, INPUT and FORWARD"));
                 }

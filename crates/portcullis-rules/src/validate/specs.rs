@@ -496,6 +496,11 @@ pub(super) fn check_match(name: &str, opts: &[Opt], family: Family) -> Result<()
         opts.iter().find(|o| o.name == n).map(|o| o.args.first().map_or("", String::as_str))
     };
     match name {
+        "ah" if family == Family::V4 => {
+            if let Some(o) = opts.iter().find(|o| o.name != "ahspi") {
+                return Err(invalid(&format!("--{}", o.name), "", "an option of ah in IPv6 only"));
+            }
+        }
         "statistic" => {
             let mode = get("mode").unwrap_or("");
             if let Some(p) = get("probability") {
