@@ -350,6 +350,9 @@ pub(crate) fn canon_match(m: &Match, family: Family) -> Option<Vec<Opt>> {
             m.opts.clone(),
             &["physdev-in", "physdev-is-in", "physdev-out", "physdev-is-out", "physdev-is-bridged"],
         )),
+        "rpfilter" => {
+            Some(reorder(m.opts.clone(), &["loose", "validmark", "accept-local", "invert"]))
+        }
         "realm" => {
             let [o] = m.opts.as_slice() else { return None };
             let mm = MarkMask::parse(arg(o)?, "--realm").ok()?;
@@ -949,6 +952,9 @@ fn canon_target(t: &Target, backend: Backend, family: Family) -> Option<Vec<Opt>
         }
         "NFQUEUE" => nfqueue(t),
         "NFLOG" => nflog(t, backend),
+        "SYNPROXY" => {
+            Some(reorder(t.opts.clone(), &["sack-perm", "timestamp", "wscale", "mss", "ecn"]))
+        }
         "TTL" | "HL" | "TCPMSS" => {
             let mut out = Vec::new();
             for o in &t.opts {

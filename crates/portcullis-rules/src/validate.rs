@@ -260,6 +260,26 @@ fn check_rule(ctx: &Ctx<'_>, rule: &Rule, errors: &mut Vec<ModelError>) {
                         "in OUTPUT, POSTROUTING and FORWARD",
                     ));
                 }
+                let hook_rule: Option<(&[TableName], u8, &'static str)> = match name.as_str() {
+                    "socket" => Some((&[], PRE | IN, "in PREROUTING and INPUT")),
+                    "cgroup" => Some((&[], IN | OUT | POST, "in INPUT, OUTPUT and POSTROUTING")),
+                    "rpfilter" => {
+                        Some((&[Raw, Mangle], PRE, "in the raw and mangle tables, in PREROUTING"))
+                    }
+                    "physdev"
+                        if (m.opt("physdev-out").is_some()
+                            || m.opt("physdev-is-out").is_some())
+                            && m.opt("physdev-is-bridged").is_none() =>
+                    {
+                        Some((&[], ALL_HOOKS & !OUT, "outside OUTPUT unless --physdev-is-bridged"))
+                    }
+                    _ => None,
+                };
+                if let Some((tables, hooks, text)) = hook_rule
+                    && !ctx.allowed(tables, hooks)
+                {
+                    errors.push(not_allowed(&format!("-m {name}"), text));
+                }
                 if name == "eui64" && !ctx.allowed(&[], PRE | IN | FWD) {
                     errors.push(not_allowed("-m eui64", "in PREROUTING, INPUT and FORWARD"));
                 }
