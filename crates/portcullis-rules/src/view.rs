@@ -740,9 +740,9 @@ pub fn match_takes_option(module: &str, option: &str) -> Option<bool> {
 
 fn unknown(module: &str, o: &Opt) -> ModelError {
     ModelError::new(ModelErrorKind::InvalidValue {
-        option: format!("--{}", o.name),
-        value: module.to_owned(),
-        expected: "an option the module knows",
+        option: format!("module {module}"),
+        value: format!("--{}", o.name),
+        expected: "an option of that module",
     })
 }
 

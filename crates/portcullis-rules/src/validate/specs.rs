@@ -616,9 +616,9 @@ fn check(spec: &Spec, opts: &[Opt]) -> Result<(), ModelError> {
     for (i, o) in opts.iter().enumerate() {
         let Some((_, arg)) = spec.opts.iter().find(|(n, _)| *n == o.name) else {
             return Err(ModelError::new(ModelErrorKind::InvalidValue {
-                option: format!("--{}", o.name),
-                value: module.to_owned(),
-                expected: "an option the module knows",
+                option: format!("module {module}"),
+                value: format!("--{}", o.name),
+                expected: "an option of that module",
             }));
         };
         if opts[..i].iter().any(|p| p.name == o.name) {
