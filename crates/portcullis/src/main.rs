@@ -53,6 +53,17 @@ enum Command {
     Lint(cmd::lint::Args),
     /// Compare two rulesets: rules added, removed, moved, and the change in behaviour
     Diff(cmd::diff::Args),
+    /// Prove a ruleset in a sandbox: apply, listen, scan, predict, compare
+    Verify(cmd::verify::Args),
+    /// Write a starting ruleset like the seed's (policy DROP, loopback, replies, ssh)
+    Init(cmd::init::Args),
+    /// Allow a service or port in a ruleset file, in place
+    Allow(cmd::init::EditArgs),
+    /// Deny a service or port in a ruleset file, in place
+    Deny(cmd::init::EditArgs),
+    /// TCP/UDP listeners inside verify's sandbox (internal)
+    #[command(hide = true, name = "__listen")]
+    Listen(cmd::listen::Args),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +84,11 @@ fn main() -> ExitCode {
         Command::Convert(args) => cmd::convert::run(args),
         Command::Lint(args) => cmd::lint::run(args),
         Command::Diff(args) => cmd::diff::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Init(args) => cmd::init::run(args),
+        Command::Allow(args) => cmd::init::run_allow(args),
+        Command::Deny(args) => cmd::init::run_deny(args),
+        Command::Listen(args) => cmd::listen::run(args),
     };
     match result {
         Ok(code) => code,

@@ -42,6 +42,9 @@ pub(crate) fn run(_args: Args) -> Result<ExitCode> {
     if !errors.is_empty() {
         return Ok(ExitCode::from(1));
     }
-    println!("ok: {} rule(s), no errors", input.rulesets.iter().map(|r| r.rule_count()).sum::<usize>());
+    println!(
+        "ok: {} rule(s), no errors",
+        input.rulesets.iter().map(|r| r.rule_count()).sum::<usize>()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -9,12 +9,15 @@ pub(crate) mod demo;
 pub(crate) mod diff;
 pub(crate) mod eval_common;
 pub(crate) mod fmt;
+pub(crate) mod init;
 pub(crate) mod input;
-pub(crate) mod list;
 pub(crate) mod lint;
+pub(crate) mod list;
+pub(crate) mod listen;
 pub(crate) mod ports;
 pub(crate) mod scan;
 pub(crate) mod trace;
+pub(crate) mod verify;
 
 /// Writes `text` to standard output in one go (a closed pipe surfaces as BrokenPipe).
 pub(crate) fn write_stdout(text: &str) -> std::io::Result<()> {
