@@ -90,7 +90,8 @@ pub enum ModelErrorKind {
     ChainExists(String),
     /// Chains jump to each other in a loop.
     JumpLoop(Vec<String>),
-    /// A target used in a table or chain where the kernel refuses it.
+    /// A target (or a match or option, named with its leading `-`) used in a table or
+    /// chain where the kernel or iptables refuses it.
     TargetNotAllowed {
         /// The target.
         target: String,
@@ -151,6 +152,10 @@ impl fmt::Display for ModelErrorKind {
             Self::UndefinedChain(c) => write!(f, "chain `{c}' does not exist"),
             Self::ChainExists(c) => write!(f, "chain `{c}' already exists"),
             Self::JumpLoop(path) => write!(f, "jump loop: {}", path.join(" -> ")),
+            // Matches and rule options (`-m owner`, `-i`) are named as written.
+            Self::TargetNotAllowed { target, allowed } if target.starts_with('-') => {
+                write!(f, "{target} is only valid {allowed}")
+            }
             Self::TargetNotAllowed { target, allowed } => {
                 write!(f, "target {target} is only valid {allowed}")
             }
