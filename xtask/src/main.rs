@@ -13,6 +13,7 @@ use anyhow::{Result, bail};
 mod baseline;
 mod bench_apply;
 mod bench_parse;
+mod bench_ports;
 mod bench_scan;
 mod kube_gen;
 
@@ -40,6 +41,7 @@ fn main() -> Result<()> {
             Some("apply") => bench_apply::run(&rest[1..]),
             Some("scan") => bench_scan::run(&project_root(), &rest[1..]),
             Some("parse") => bench_parse::run(&project_root(), &rest[1..]),
+            Some("ports") => bench_ports::run(&project_root(), &rest[1..]),
             Some(other) => bail!("unknown benchmark {other:?}"),
             None => bail!("bench needs a name"),
         },

@@ -55,6 +55,9 @@ pub(crate) struct Args {
     /// Print JSON: one object per port
     #[arg(long)]
     json: bool,
+    /// Print the time of each phase to standard error (for benchmarks)
+    #[arg(long, hide = true)]
+    timings: bool,
 }
 
 fn range(s: &str) -> Result<PortRange> {
@@ -79,7 +82,9 @@ fn ranges(ports: &[u16]) -> Vec<PortRange> {
 
 /// Runs `portcullis ports`. Exit 0, or 2 on bad input.
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    let t0 = std::time::Instant::now();
     let Some(loaded) = load(&args.input)? else { return Ok(ExitCode::from(2)) };
+    let t_read = t0.elapsed();
     let rs = pick(&loaded, family_of(args.v6, &[args.src, args.dst]))?;
     let (mut tcp, mut udp) = if args.fast {
         (ranges(&top_ports(ScanProto::Tcp, 100)), ranges(&top_ports(ScanProto::Udp, 100)))
@@ -117,10 +122,23 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         tcp,
         udp,
     };
+    let t1 = std::time::Instant::now();
     let compiled = Compiled::new(rs).map_err(|e| anyhow::anyhow!("{}: {e}", loaded.name))?;
+    let t_compile = t1.elapsed();
+    let t2 = std::time::Instant::now();
     let runs = predict_ports(&compiled, &q).map_err(|e| anyhow::anyhow!("{}: {e}", loaded.name))?;
+    let t_predict = t2.elapsed();
     let text = if args.json { json(&runs)? } else { text(&runs, &args, &loaded.name) };
     write_stdout(&text)?;
+    if args.timings {
+        eprintln!(
+            "timings: read+parse {:.1} ms, compile {:.1} ms, predict {:.1} ms, total {:.1} ms",
+            t_read.as_secs_f64() * 1e3,
+            t_compile.as_secs_f64() * 1e3,
+            t_predict.as_secs_f64() * 1e3,
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
