@@ -348,7 +348,7 @@ pub(crate) fn canon_match(m: &Match, family: Family) -> Option<Vec<Opt>> {
         }
         "physdev" => Some(reorder(
             m.opts.clone(),
-            &["physdev-in", "physdev-is-in", "physdev-out", "physdev-is-out", "physdev-is-bridged"],
+            &["physdev-is-in", "physdev-in", "physdev-is-out", "physdev-out", "physdev-is-bridged"],
         )),
         "rpfilter" => {
             Some(reorder(m.opts.clone(), &["loose", "validmark", "accept-local", "invert"]))
@@ -665,7 +665,10 @@ fn connbytes(m: &Match) -> Option<Vec<Opt>> {
     let mut out = Vec::new();
     for o in &m.opts {
         if o.name == "connbytes" {
-            let (lo, hi) = range(arg(o)?, u64::MAX, |s| parse_number(s, u64::MAX))?;
+            // A single number is a lower bound (`--connbytes 1000` is `1000:`).
+            let a = arg(o)?;
+            let a = if a.contains(':') { a.to_owned() } else { format!("{a}:") };
+            let (lo, hi) = range(&a, u64::MAX, |s| parse_number(s, u64::MAX))?;
             let text = if hi == u64::MAX { lo.to_string() } else { format!("{lo}:{hi}") };
             out.push(opt1(o.negated, "connbytes", text));
         } else {

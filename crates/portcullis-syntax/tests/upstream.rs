@@ -5,7 +5,8 @@
 //!    `-A CHAIN …` for each chain of its header and each family of its file, parses and
 //!    renders back byte for byte.
 //! 2. Canonicalisation: every OK line with an explicit SAVED: RULE, parsed, canonicalised
-//!    by `portcullis_rules::canonicalize_rule` and rendered, is SAVED byte for byte.
+//!    by `portcullis_rules::canonicalize_rule` for both backends (only the named one for a
+//!    VARIANT line) and rendered, is SAVED byte for byte.
 //! 3. Validation: FAIL lines are refused by the parser or by `portcullis_rules::validate`.
 //!
 //! Counts are printed (run with `--nocapture`) so that a regression shows as a number.
@@ -51,11 +52,13 @@ impl Case {
         }
     }
 
-    /// The backend whose saved form SAVED is: legacy for `LEGACY` variant lines.
-    fn backend(&self) -> Backend {
+    /// The backends whose saved form SAVED is: legacy only for `LEGACY` variant lines,
+    /// else both.
+    fn backends(&self) -> &'static [Backend] {
         match self.variant.as_deref() {
-            Some("LEGACY") => Backend::Legacy,
-            _ => Backend::Nft,
+            Some("LEGACY") => &[Backend::Legacy],
+            Some("NFT") => &[Backend::Nft],
+            _ => &[Backend::Nft, Backend::Legacy],
         }
     }
 
@@ -203,23 +206,26 @@ fn canonicalisation() {
         let mut good = true;
         for chain in &c.chains {
             for &family in c.families() {
-                let text = format!("-A {chain} {}", c.rule);
-                let want = format!("-A {chain} {}", c.expected());
-                let opts = CanonOptions { backend: c.backend(), family: Some(family) };
-                match parse_rule_line(&text, family) {
-                    Ok((ch, rule)) => {
-                        let got = render_rule(&ch, &canonicalize_rule(&rule, opts));
-                        if got != want {
-                            good = false;
-                            failures.push(format!(
-                                "{}: {family:?}\n  in   {text}\n  want {want}\n  got  {got}",
-                                c.name()
-                            ));
+                for &backend in c.backends() {
+                    let text = format!("-A {chain} {}", c.rule);
+                    let want = format!("-A {chain} {}", c.expected());
+                    let opts = CanonOptions { backend, family: Some(family) };
+                    match parse_rule_line(&text, family) {
+                        Ok((ch, rule)) => {
+                            let got = render_rule(&ch, &canonicalize_rule(&rule, opts));
+                            if got != want {
+                                good = false;
+                                failures.push(format!(
+                                    "{}: {family:?} {backend:?}\n  in   {text}\n  want {want}\n  got  {got}",
+                                    c.name()
+                                ));
+                            }
                         }
-                    }
-                    Err(e) => {
-                        good = false;
-                        failures.push(format!("{}: {family:?}: {text}: parse error {e}", c.name()));
+                        Err(e) => {
+                            good = false;
+                            failures
+                                .push(format!("{}: {family:?}: {text}: parse error {e}", c.name()));
+                        }
                     }
                 }
             }
@@ -372,4 +378,43 @@ fn saved_dumps_are_fixed_points_and_valid() {
         eprintln!("  {f}");
     }
     assert!(failures.is_empty());
+}
+
+/// Every saved form is canonical already: canonicalising it changes nothing, for both
+/// backends (VARIANT lines: the named backend only).
+#[test]
+fn saved_forms_are_fixed_points() {
+    let cases: Vec<Case> = cases().into_iter().filter(|c| c.ok).collect();
+    let (mut passed, mut failures) = (0, Vec::new());
+    for c in &cases {
+        let mut good = true;
+        for chain in &c.chains {
+            for &family in c.families() {
+                let text = format!("-A {chain} {}", c.expected());
+                let Ok((ch, rule)) = parse_rule_line(&text, family) else {
+                    good = false;
+                    continue;
+                };
+                for &backend in c.backends() {
+                    let opts = CanonOptions { backend, family: Some(family) };
+                    let got = render_rule(&ch, &canonicalize_rule(&rule, opts));
+                    if got != text {
+                        good = false;
+                        failures.push(format!(
+                            "{}: {family:?} {backend:?}\n  want {text}\n  got  {got}",
+                            c.name()
+                        ));
+                    }
+                }
+            }
+        }
+        if good {
+            passed += 1;
+        }
+    }
+    eprintln!("saved forms unchanged by canonicalisation: {passed}/{}", cases.len());
+    for f in &failures {
+        eprintln!("  {f}");
+    }
+    assert_eq!(passed, cases.len());
 }

@@ -512,10 +512,11 @@ impl IcmpType {
             || (self.type_ == type_ && self.code_min <= code && code <= self.code_max)
     }
 
-    /// The saved text for `family`: `any` (V4 type 255), `TYPE`, or `TYPE/CODE` when the
-    /// codes are not `0:255` (only the lowest code is printed, as iptables does).
+    /// The saved text for `family`: `any` (V4 type 255 with every code), `TYPE`, or
+    /// `TYPE/CODE` when the codes are not `0:255` (only the lowest code is printed, as
+    /// iptables does: `255/255` stays `255/255`).
     pub fn saved(self, family: Family) -> String {
-        if family == Family::V4 && self.type_ == 255 {
+        if family == Family::V4 && self == Self::ANY {
             "any".to_owned()
         } else if self.code_min == 0 && self.code_max == 255 {
             self.type_.to_string()
@@ -957,6 +958,7 @@ mod tests {
         assert_eq!(v4("3/4").unwrap(), "3/4");
         assert_eq!(v4("3/0:5").unwrap(), "3/0");
         assert_eq!(v4("8/0:255").unwrap(), "8");
+        assert_eq!(v4("255/255").unwrap(), "255/255");
         assert_eq!(v4("port-unreachable").unwrap(), "3/3");
         assert!(v4("256").is_err());
         assert!(v4("bogus").is_err());
