@@ -101,6 +101,16 @@ fn observed_rules() {
                     i + 1
                 ));
             }
+            // What iptables saved is canonical: canonicalising it changes nothing.
+            if let Ok((ch, r)) = parse_rule_line(&want, family) {
+                let again = render_rule(&ch, &canonicalize_rule(&r, opts));
+                if again != want {
+                    failures.push(format!(
+                        "{}: {backend:?}: saved form not a fixed point\n  want {want}\n  got  {again}",
+                        i + 1
+                    ));
+                }
+            }
         }
     }
     eprintln!("observed: {}/{checked} rule×backend cases agree", checked - failures.len());
