@@ -222,3 +222,107 @@ fn parser_refuses_repeated_base_options() {
     assert!(parse_rule_line("-A INPUT -i eth+ ! -i lo", Family::V4).is_err());
     assert!(parse_rule_line("-A INPUT -p tcp -p udp", Family::V4).is_err());
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TOKENS: &[&str] = &[
+        "-p",
+        "tcp",
+        "udp",
+        "icmp",
+        "6",
+        "!",
+        "-m",
+        "tcp",
+        "udp",
+        "multiport",
+        "conntrack",
+        "state",
+        "limit",
+        "comment",
+        "recent",
+        "mark",
+        "owner",
+        "time",
+        "u32",
+        "hashlimit",
+        "string",
+        "--dport",
+        "--sport",
+        "--dports",
+        "--ctstate",
+        "--state",
+        "--limit",
+        "--comment",
+        "--set",
+        "--name",
+        "--mark",
+        "--uid-owner",
+        "--weekdays",
+        "--u32",
+        "--hashlimit-upto",
+        "--hashlimit-name",
+        "--string",
+        "--algo",
+        "22",
+        "1:2",
+        ":",
+        "0x10",
+        "NEW,ESTABLISHED",
+        "5/min",
+        "x",
+        "Mon",
+        "bm",
+        "-j",
+        "ACCEPT",
+        "REJECT",
+        "LOG",
+        "MARK",
+        "DNAT",
+        "--reject-with",
+        "--log-prefix",
+        "--set-mark",
+        "--to-destination",
+        "1.2.3.4:80",
+        "-s",
+        "10.0.0.0/8",
+        "-i",
+        "eth0",
+        "-g",
+        "X",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// Whatever the parser accepts, canonicalisation and validation take without
+        /// panicking, and canonicalisation is idempotent.
+        #[test]
+        fn parsed_rules_canonicalise_and_validate(
+            prefix in prop::sample::select(&["", "-p tcp ", "-p udp -m udp ", "-p tcp -m conntrack "][..]),
+            toks in prop::collection::vec(prop::sample::select(TOKENS), 0..14),
+            v6 in any::<bool>(),
+        ) {
+            let family = if v6 { Family::V6 } else { Family::V4 };
+            let line = format!("-A INPUT {prefix}{}", toks.join(" "));
+            if let Ok((chain, rule)) = parse_rule_line(&line, family) {
+                for backend in [Backend::Nft, Backend::Legacy] {
+                    let opts = CanonOptions { backend, family: Some(family) };
+                    let once = canonicalize_rule(&rule, opts);
+                    prop_assert_eq!(&canonicalize_rule(&once, opts), &once);
+                    let text = render_rule(&chain, &once);
+                    if let Ok((_, back)) = parse_rule_line(&text, family) {
+                        prop_assert_eq!(render_rule(&chain, &canonicalize_rule(&back, opts)), text);
+                    }
+                }
+                let mut rs = Ruleset::new(family);
+                if let Some(c) = rs.table_or_default(TableName::Filter).chain_mut(&chain) {
+                    c.rules.push(rule);
+                }
+                let _ = validate(&rs);
+            }
+        }
+    }
+}
