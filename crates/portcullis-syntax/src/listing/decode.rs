@@ -2,6 +2,7 @@
 //! of the common extensions decoded into the canonical (saved) options. What `-L` does
 //! not show is reported as a [`ListingWarning`], never guessed.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use portcullis_rules::{
@@ -127,6 +128,7 @@ pub fn listing_to_ruleset(
     let family = family.unwrap_or_else(|| guess_family(listing));
     let mut warnings = Vec::new();
     let mut t = Table::new(table);
+    let mut index: HashMap<String, usize> = HashMap::new();
     for lc in &listing.chains {
         let (name, policy, counters) = match &lc.header {
             Some(h) => match &h.kind {
@@ -172,9 +174,12 @@ pub fn listing_to_ruleset(
         for r in &lc.rules {
             chain.rules.push(decode_rule(r, family, &mut warnings));
         }
-        match t.chain_mut(chain.name.as_str()) {
-            Some(existing) => existing.rules.extend(chain.rules),
-            None => t.chains.push(chain),
+        match index.get(chain.name.as_str()) {
+            Some(&i) => t.chains[i].rules.extend(chain.rules),
+            None => {
+                index.insert(chain.name.as_str().to_owned(), t.chains.len());
+                t.chains.push(chain);
+            }
         }
     }
     let mut ruleset = Ruleset::new(family);

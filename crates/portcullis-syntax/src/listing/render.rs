@@ -1,9 +1,12 @@
 //! Rendering a ruleset as `iptables -L` prints it (`formats.md` §14).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use portcullis_rules::{Action, Address, Chain, Family, Negatable, Protocol, Rule, Ruleset, Table};
+use portcullis_rules::{
+    Action, Address, Chain, Family, Negatable, Policy, Protocol, Rule, Ruleset, Table,
+};
 
 use super::text::rule_text;
 use super::{ListFlags, ListStyle};
@@ -24,13 +27,22 @@ use super::{ListFlags, ListStyle};
 /// # Ok::<(), portcullis_syntax::ParseError>(())
 /// ```
 pub fn render_listing(ruleset: &Ruleset, flags: &ListFlags) -> String {
-    let mut table = ruleset.table(flags.table).cloned().unwrap_or_else(|| Table::new(flags.table));
-    table.complete_builtins();
-    table.sort_chains();
-    let mut out =
-        String::with_capacity(table.chains.iter().map(|c| c.rules.len() * 120 + 200).sum());
+    let empty = Table::new(flags.table);
+    let table = ruleset.table(flags.table).unwrap_or(&empty);
+    // The kernel always has the builtin chains; list the missing ones as empty ACCEPT.
+    let missing: Vec<Chain> = flags
+        .table
+        .builtin_chains()
+        .iter()
+        .filter(|n| !table.has_chain(n))
+        .map(|n| Chain::builtin(n, Policy::Accept))
+        .collect();
+    let mut chains: Vec<&Chain> = table.chains.iter().chain(&missing).collect();
+    chains.sort_by(|a, b| chain_order(a).cmp(&chain_order(b)));
+    let mut out = String::with_capacity(chains.iter().map(|c| c.rules.len() * 130 + 200).sum());
+    let refs = references(table);
     let mut first = true;
-    for chain in &table.chains {
+    for chain in chains {
         if flags.chain.as_deref().is_some_and(|c| c != chain.name.as_str()) {
             continue;
         }
@@ -44,13 +56,29 @@ pub fn render_listing(ruleset: &Ruleset, flags: &ListFlags) -> String {
             out.push('\n');
         }
         first = false;
-        push_chain_header(&mut out, &table, chain, flags);
+        push_chain_header(&mut out, &refs, chain, flags);
         push_column_header(&mut out, flags);
         for (i, rule) in chain.rules.iter().enumerate() {
             push_rule(&mut out, i + 1, rule, ruleset.family, flags);
         }
     }
     out
+}
+
+/// iptables-save's chain order: builtins in hook order, then user chains by name.
+fn chain_order(c: &Chain) -> (u8, &str) {
+    const HOOKS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
+    match HOOKS.iter().position(|h| *h == c.name.as_str()) {
+        Some(rank) if c.is_builtin() => (rank as u8, ""),
+        _ => (u8::MAX, c.name.as_str()),
+    }
+}
+
+/// Pads what was written since `start` with spaces to `width` bytes (C's `%-Ns`).
+fn pad_from(out: &mut String, start: usize, width: usize) {
+    for _ in out.len() - start..width {
+        out.push(' ');
+    }
 }
 
 /// `xtables_print_num`: K/M/G/T unless `-x`; `table` pads to the column width.
@@ -91,7 +119,12 @@ fn push_num(out: &mut String, n: u64, flags: &ListFlags, table: bool) {
     }
 }
 
-fn push_chain_header(out: &mut String, table: &Table, chain: &Chain, flags: &ListFlags) {
+fn push_chain_header(
+    out: &mut String,
+    refs: &HashMap<&str, usize>,
+    chain: &Chain,
+    flags: &ListFlags,
+) {
     let _ = write!(out, "Chain {}", chain.name);
     match chain.policy {
         Some(p) => {
@@ -107,19 +140,24 @@ fn push_chain_header(out: &mut String, table: &Table, chain: &Chain, flags: &Lis
             out.push_str(")\n");
         }
         None => {
-            let _ = writeln!(out, " ({} references)", references(table, chain.name.as_str()));
+            let n = refs.get(chain.name.as_str()).copied().unwrap_or(0);
+            let _ = writeln!(out, " ({n} references)");
         }
     }
 }
 
-/// How many rules jump (`-j`) or go (`-g`) to `chain`.
-fn references(table: &Table, chain: &str) -> usize {
-    let refers = |r: &Rule| match &r.action {
-        Some(Action::Jump(t)) => t.name == chain,
-        Some(Action::Goto(c)) => c.as_str() == chain,
-        None => false,
-    };
-    table.chains.iter().flat_map(|c| &c.rules).filter(|r| refers(r)).count()
+/// How many rules jump (`-j`) or go (`-g`) to each chain: one pass over the table.
+fn references(table: &Table) -> HashMap<&str, usize> {
+    let mut refs = HashMap::new();
+    for r in table.chains.iter().flat_map(|c| &c.rules) {
+        let to = match &r.action {
+            Some(Action::Jump(t)) => t.name.as_str(),
+            Some(Action::Goto(c)) => c.as_str(),
+            None => continue,
+        };
+        *refs.entry(to).or_insert(0) += 1;
+    }
+    refs
 }
 
 fn push_column_header(out: &mut String, flags: &ListFlags) {
@@ -138,14 +176,6 @@ fn push_column_header(out: &mut String, flags: &ListFlags) {
         out.push_str(" in     out    ");
     }
     out.push_str(" source               destination         \n");
-}
-
-/// Pads `s` with spaces to `width` bytes (C's `%-Ns`).
-fn push_padded(out: &mut String, s: &str, width: usize) {
-    out.push_str(s);
-    for _ in s.len()..width {
-        out.push(' ');
-    }
 }
 
 /// xtables' built-in protocol names (`xtables_chain_protos`): what 1.8.10+ prints in
@@ -168,44 +198,69 @@ fn chain_proto_name(n: u8) -> Option<&'static str> {
     })
 }
 
-fn proto_column(proto: Option<&Negatable<Protocol>>, flags: &ListFlags) -> (bool, String) {
-    let negated = proto.is_some_and(|p| p.negated);
-    let p = proto.map_or(Protocol::Number(0), |p| p.value.clone());
-    let text = match (&p, flags.numeric, flags.style) {
-        (Protocol::Number(n), true, ListStyle::NumericProt189) => n.to_string(),
-        (Protocol::Number(n), true, _) => {
-            chain_proto_name(*n).map_or_else(|| n.to_string(), str::to_owned)
+/// The prot column: `!` or space, then `%-4s `.
+fn push_proto(out: &mut String, proto: Option<&Negatable<Protocol>>, flags: &ListFlags) {
+    out.push(if proto.is_some_and(|p| p.negated) { '!' } else { ' ' });
+    let start = out.len();
+    match proto.map(|p| &p.value) {
+        None => out.push_str(if flags.numeric && flags.style == ListStyle::NumericProt189 {
+            "0"
+        } else {
+            "all"
+        }),
+        Some(Protocol::Number(n)) => {
+            let name = match (flags.numeric, flags.style) {
+                (true, ListStyle::NumericProt189) => None,
+                (true, _) => chain_proto_name(*n),
+                (false, _) => Protocol::Number(*n).name(),
+            };
+            match name {
+                Some(name) => out.push_str(name),
+                None => {
+                    let _ = write!(out, "{n}");
+                }
+            }
         }
-        (Protocol::Number(n), false, _) => p.name().map_or_else(|| n.to_string(), str::to_owned),
-        (Protocol::Name(s), _, _) => s.clone(),
-    };
-    (negated, text)
-}
-
-/// `xtables_ipmask_to_numeric` / `xtables_ip6mask_to_numeric`: nothing for a host mask,
-/// `/N` for a prefix, the mask itself otherwise.
-pub(super) fn mask_suffix(addr: &Address) -> String {
-    match (addr, addr.prefix_len()) {
-        (Address::Net { addr: IpAddr::V4(_), .. }, Some(32))
-        | (Address::Net { addr: IpAddr::V6(_), .. }, Some(128)) => String::new(),
-        (Address::Net { .. }, Some(n)) => format!("/{n}"),
-        (Address::Net { mask, .. }, None) => format!("/{mask}"),
-        (Address::Host(_), _) => String::new(),
+        Some(Protocol::Name(s)) => out.push_str(s),
     }
+    pad_from(out, start, 4);
+    out.push(' ');
 }
 
-fn addr_column(addr: Option<&Negatable<Address>>, family: Family, numeric: bool) -> (bool, String) {
-    let negated = addr.is_some_and(|a| a.negated);
-    let a = addr.map_or_else(|| Address::any(family), |a| a.value.canonical());
-    let text = match &a {
-        Address::Net { addr: IpAddr::V4(_), .. } if a.is_any() && !numeric => "anywhere".to_owned(),
-        Address::Net { addr: IpAddr::V6(ip), .. } if ip.is_unspecified() && !numeric => {
-            "anywhere".to_owned()
+/// A source or destination column: `!` or space, then `%-19s `.
+fn push_addr(out: &mut String, addr: Option<&Negatable<Address>>, family: Family, numeric: bool) {
+    out.push(if addr.is_some_and(|a| a.negated) { '!' } else { ' ' });
+    let start = out.len();
+    match addr.map(|a| &a.value) {
+        None if !numeric => out.push_str("anywhere"),
+        None => out.push_str(if family == Family::V6 { "::/0" } else { "0.0.0.0/0" }),
+        Some(a) => {
+            let a = a.canonical();
+            match &a {
+                Address::Net { addr: IpAddr::V4(_), .. } if a.is_any() && !numeric => {
+                    out.push_str("anywhere");
+                }
+                Address::Net { addr: IpAddr::V6(ip), .. } if ip.is_unspecified() && !numeric => {
+                    out.push_str("anywhere");
+                }
+                Address::Net { addr: ip, mask } => {
+                    let _ = write!(out, "{ip}");
+                    match (ip, a.prefix_len()) {
+                        (IpAddr::V4(_), Some(32)) | (IpAddr::V6(_), Some(128)) => {}
+                        (_, Some(n)) => {
+                            let _ = write!(out, "/{n}");
+                        }
+                        (_, None) => {
+                            let _ = write!(out, "/{mask}");
+                        }
+                    }
+                }
+                Address::Host(h) => out.push_str(h),
+            }
         }
-        Address::Net { addr: ip, .. } => format!("{ip}{}", mask_suffix(&a)),
-        Address::Host(h) => h.clone(),
-    };
-    (negated, text)
+    }
+    pad_from(out, start, 19);
+    out.push(' ');
 }
 
 /// The target column: the target's name (NOTRACK is listed as the CT it is an alias
@@ -228,12 +283,11 @@ fn push_rule(out: &mut String, num: usize, rule: &Rule, family: Family, flags: &
         push_num(out, k.packets, flags, true);
         push_num(out, k.bytes, flags, true);
     }
-    push_padded(out, target_column(rule), 9);
+    let start = out.len();
+    out.push_str(target_column(rule));
+    pad_from(out, start, 9);
     out.push(' ');
-    let (neg, prot) = proto_column(rule.proto.as_ref(), flags);
-    out.push(if neg { '!' } else { ' ' });
-    push_padded(out, &prot, 4);
-    out.push(' ');
+    push_proto(out, rule.proto.as_ref(), flags);
     match (family, rule.fragment) {
         (Family::V4, Some(false)) => out.push_str("-f "),
         (Family::V4, Some(true)) => out.push_str("!f "),
@@ -244,20 +298,22 @@ fn push_rule(out: &mut String, num: usize, rule: &Rule, family: Family, flags: &
         // " %-6s " for in, "%-6s " for out.
         out.push(' ');
         for iface in [&rule.in_iface, &rule.out_iface] {
-            let s = match iface {
-                Some(i) => format!("{}{}", if i.negated { "!" } else { "" }, i.value),
-                None => any.to_owned(),
-            };
-            push_padded(out, &s, 6);
+            let start = out.len();
+            match iface {
+                Some(i) => {
+                    if i.negated {
+                        out.push('!');
+                    }
+                    out.push_str(i.value.as_str());
+                }
+                None => out.push_str(any),
+            }
+            pad_from(out, start, 6);
             out.push(' ');
         }
     }
-    for a in [&rule.src, &rule.dst] {
-        let (neg, text) = addr_column(a.as_ref(), family, flags.numeric);
-        out.push(if neg { '!' } else { ' ' });
-        push_padded(out, &text, 19);
-        out.push(' ');
-    }
+    push_addr(out, rule.src.as_ref(), family, flags.numeric);
+    push_addr(out, rule.dst.as_ref(), family, flags.numeric);
     if matches!(rule.action, Some(Action::Goto(_))) {
         out.push_str("[goto] ");
     }

@@ -4,7 +4,7 @@
 //! Generated from Debian 12's `/etc/services` (package netbase 6.4), which is what the
 //! captured baselines were printed with: for each protocol, the first name listed for a
 //! port (what `getservbyport` returns), and every name and alias (what `getservbyname`
-//! accepts). Regenerate with the script in `docs/listing.md`.
+//! accepts). Regenerate with `gen_services.py` beside this file.
 
 /// `getservbyport(port, "tcp")`: (port, name), sorted by port.
 pub(crate) const TCP_BY_PORT: &[(u16, &str)] = &[
