@@ -13,7 +13,7 @@
 //!   being unknown; [`view`] gives typed views of the common extensions.
 //! - [`Command`]: the iptables commands (`-A -I -D -R -N -X -F -Z -P -E`) and
 //!   [`Ruleset::execute`], which runs them as iptables would.
-//! - [`validate`] checks a ruleset; [`canonicalize`] rewrites it into what iptables-save
+//! - [`validate()`] checks a ruleset; [`canonicalize`] rewrites it into what iptables-save
 //!   prints after loading it, for a [`Backend`].
 //!
 //! ```
