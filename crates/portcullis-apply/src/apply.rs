@@ -140,6 +140,7 @@ pub struct Prepared {
     pub snapshot: Snapshot,
     verify: bool,
     want: Option<Ruleset>,
+    timings: Vec<(&'static str, Duration)>,
     _lock: Option<Flock<File>>,
 }
 
@@ -152,6 +153,8 @@ pub struct Applied {
     pub snapshot: Snapshot,
     /// Differences between the ruleset and what the kernel holds after it (warnings).
     pub drift: Vec<Drift>,
+    /// How long each step took, in order (steps in brackets ran beside the next one).
+    pub timings: Vec<(&'static str, Duration)>,
 }
 
 /// The directory of portcullis' runtime state (apply locks, confirm backups):
@@ -213,15 +216,19 @@ pub fn prepare(
 ) -> Result<Prepared, ApplyError> {
     // The model's checks and the guard run beside the reading of the kernel (both only
     // read); nothing is written before both are done.
+    let mut timings = Vec::new();
     let (checked, kernel) = std::thread::scope(|s| {
-        let check = s.spawn(|| check(desired, opts));
-        let kernel = read_kernel(desired, target, opts);
+        let check = s.spawn(|| timed(|| check(desired, opts)));
+        let kernel = timed(|| read_kernel(desired, target, opts));
         let checked = check.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
         (checked, kernel)
     });
-    let report = checked?;
-    let (lock, plan, snap, want) = kernel?;
-    let input = plan.restore_input(desired);
+    timings.push(("[validate + guard]", checked.1));
+    timings.push(("lock + snapshot + plan", kernel.1));
+    let report = checked.0?;
+    let (lock, plan, snap, want) = kernel.0?;
+    let (input, took) = timed(|| plan.restore_input(desired));
+    timings.push(("render restore input", took));
     Ok(Prepared {
         target: target.clone(),
         desired: desired.clone(),
@@ -231,8 +238,16 @@ pub fn prepare(
         snapshot: snap,
         verify: opts.verify,
         want,
+        timings,
         _lock: Some(lock),
     })
+}
+
+/// Runs `f` and says how long it took.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let v = f();
+    (v, start.elapsed())
 }
 
 /// The model's validation and the lock-out guard.
@@ -398,31 +413,37 @@ impl Prepared {
     /// placed at the line of the user's file it blames. Then reads the kernel back.
     pub fn commit(mut self) -> Result<Applied, ApplyError> {
         if self.plan.is_noop() {
-            return Ok(Applied { plan: self.plan, snapshot: self.snapshot, drift: Vec::new() });
+            return Ok(Applied {
+                plan: self.plan,
+                snapshot: self.snapshot,
+                drift: Vec::new(),
+                timings: self.timings,
+            });
         }
         cache::forget(&self.target);
         let flags = RestoreFlags { noflush: self.input.noflush, ..RestoreFlags::default() };
         // The restore runs in the kernel and in its own process; meanwhile the canonical
         // form the read-back compares against is computed here.
-        let (result, want) = std::thread::scope(|s| {
-            let restore = s.spawn(|| self.target.restore(&self.input.text, flags));
-            let want = match self.want.take() {
+        let ((result, restore_took), (want, want_took)) = std::thread::scope(|s| {
+            let restore = s.spawn(|| timed(|| self.target.restore(&self.input.text, flags)));
+            let want = timed(|| match self.want.take() {
                 Some(w) => w,
                 None => comparable(&self.desired, self.target.backend),
-            };
-            (
-                restore.join().unwrap_or_else(|_| {
-                    Err(RestoreFailure::parse(None, "the restore thread panicked"))
-                }),
-                want,
-            )
+            });
+            (restore.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), want)
         });
+        self.timings.push(("[canonical form]", want_took));
+        self.timings.push(("iptables-restore", restore_took));
         if let Err(failure) = result {
             return Err(self.fail(failure));
         }
-        let drift = if self.verify { self.readback(&want)? } else { Vec::new() };
-        cache::remember(&self.target, &want);
-        Ok(Applied { plan: self.plan, snapshot: self.snapshot, drift })
+        let (drift, took) =
+            timed(|| if self.verify { self.readback(&want) } else { Ok(Vec::new()) });
+        let drift = drift?;
+        self.timings.push(("read back + compare", took));
+        let ((), took) = timed(|| cache::remember(&self.target, &want));
+        self.timings.push(("record", took));
+        Ok(Applied { plan: self.plan, snapshot: self.snapshot, drift, timings: self.timings })
     }
 
     fn fail(&self, failure: RestoreFailure) -> ApplyError {
@@ -630,19 +651,42 @@ pub fn revert(
 /// Which backend to use in the target namespace: the one that holds rules; when both do,
 /// an error; when neither does, the host's `iptables -V` choice (nft when unsure).
 pub fn detect_backend(netns: Option<&str>, family: Family) -> Result<Backend, ApplyError> {
-    let holds = |backend: Backend| -> bool {
-        let t = Target::new(netns, family, backend);
-        let Ok(text) = t.save(None, Counters::Drop) else { return false };
-        parse_save_as(&text, family).is_ok_and(|rs| holds_rules(&rs))
-    };
-    match (holds(Backend::Nft), holds(Backend::Legacy)) {
-        (true, true) => Err(ApplyError::MixedBackends(
-            netns.map_or("the current namespace".into(), |n| format!("namespace {n}")),
-        )),
+    match (
+        backend_holds(netns, family, Backend::Nft),
+        backend_holds(netns, family, Backend::Legacy),
+    ) {
+        (true, true) => Err(ApplyError::MixedBackends(where_(netns))),
         (true, false) => Ok(Backend::Nft),
         (false, true) => Ok(Backend::Legacy),
         (false, false) => Ok(host_default_backend(family)),
     }
+}
+
+/// Refuses `backend` when the other backend holds rules in the namespace: the two drive
+/// different kernel subsystems and would both filter.
+pub fn ensure_single_backend(
+    netns: Option<&str>,
+    family: Family,
+    backend: Backend,
+) -> Result<(), ApplyError> {
+    let other = match backend {
+        Backend::Nft => Backend::Legacy,
+        Backend::Legacy => Backend::Nft,
+    };
+    if backend_holds(netns, family, other) {
+        return Err(ApplyError::MixedBackends(where_(netns)));
+    }
+    Ok(())
+}
+
+fn where_(netns: Option<&str>) -> String {
+    netns.map_or("the current namespace".into(), |n| format!("namespace {n}"))
+}
+
+fn backend_holds(netns: Option<&str>, family: Family, backend: Backend) -> bool {
+    let t = Target::new(netns, family, backend);
+    let Ok(text) = t.save(None, Counters::Drop) else { return false };
+    parse_save_as(&text, family).is_ok_and(|rs| holds_rules(&rs))
 }
 
 /// Whether a ruleset is more than empty builtin chains with policy ACCEPT.

@@ -319,8 +319,10 @@ pub enum ApplyError {
         /// The failure of the revert.
         revert: RestoreFailure,
     },
-    /// Both backends hold rules; portcullis will not mix them.
-    #[error("both iptables backends hold rules in {0}; pass --backend to say which owns it")]
+    /// Both backends hold rules (or would after the apply); portcullis never mixes them.
+    #[error(
+        "the nft and the legacy backend would both hold rules in {0}; portcullis never mixes them: flush one first"
+    )]
     MixedBackends(String),
     /// A tool could not be started.
     #[error("cannot run {program}: {source}")]

@@ -46,8 +46,9 @@ mod plan;
 
 pub use crate::{
     apply::{
-        Applied, ApplyOptions, Drift, Prepared, Snapshot, apply, detect_backend, holds_rules,
-        host_default_backend, prepare, revert, snapshot, state_dir, state_key,
+        Applied, ApplyOptions, Drift, Prepared, Snapshot, apply, detect_backend,
+        ensure_single_backend, holds_rules, host_default_backend, prepare, revert, snapshot,
+        state_dir, state_key,
     },
     error::{ApplyError, FailureKind, Rejected, RestoreFailure, Span},
     exec::{Counters, RestoreFlags, Target, lockfile_for, program},

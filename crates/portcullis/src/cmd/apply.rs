@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use portcullis_apply::confirm::{self, Outcome};
 use portcullis_apply::{
-    Applied, ApplyError, ApplyOptions, Target, detect_backend, persist, revert,
+    Applied, ApplyError, ApplyOptions, Target, detect_backend, ensure_single_backend, persist,
+    revert,
 };
 use portcullis_rules::{Backend, Family};
 
@@ -43,11 +44,17 @@ pub(crate) struct Args {
     /// Do not read the ruleset back after applying.
     #[arg(long)]
     no_verify: bool,
+    /// Print how long each step took.
+    #[arg(long)]
+    timings: bool,
 }
 
 fn backend_for(netns: Option<&str>, family: Family, flag: Option<Backend>) -> Result<Backend> {
     match flag {
-        Some(b) => Ok(b),
+        Some(b) => {
+            ensure_single_backend(netns, family, b)?;
+            Ok(b)
+        }
         None => Ok(detect_backend(netns, family)?),
     }
 }
@@ -113,6 +120,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
                 eprint!("{}", applied.plan);
                 for d in &applied.drift {
                     eprintln!("warning: the kernel differs from the ruleset: {d}");
+                }
+                if args.timings {
+                    for (step, took) in &applied.timings {
+                        eprintln!("timing: {step}: {:.3}s", took.as_secs_f64());
+                    }
                 }
                 done.push((target, applied));
             }
