@@ -15,6 +15,8 @@ mod bench_apply;
 mod bench_parse;
 mod bench_ports;
 mod bench_scan;
+mod bench_verify;
+mod e2e;
 mod kube_gen;
 
 fn project_root() -> PathBuf {
@@ -37,9 +39,11 @@ fn main() -> Result<()> {
     let rest = &args[1..];
     match task.as_str() {
         "baseline" => baseline::run(&project_root(), rest),
+        "e2e" => e2e::run(&project_root(), rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("apply") => bench_apply::run(&rest[1..]),
             Some("scan") => bench_scan::run(&project_root(), &rest[1..]),
+            Some("verify") => bench_verify::run(&project_root(), &rest[1..]),
             Some("parse") => bench_parse::run(&project_root(), &rest[1..]),
             Some("ports") => bench_ports::run(&project_root(), &rest[1..]),
             Some(other) => bail!("unknown benchmark {other:?}"),
