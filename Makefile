@@ -32,6 +32,7 @@ lint:
 test: deps
 	$(CARGO) test --workspace --all-targets --quiet
 	$(CARGO) test --workspace --doc --quiet
+	$(CARGO) xtask e2e
 	$(MAKE) --no-print-directory lint
 
 clean-netns:

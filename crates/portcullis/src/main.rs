@@ -67,7 +67,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(cmd::verify::nmap_style_args(std::env::args_os()));
     let result = match cli.command {
         Command::Fmt(args) => cmd::fmt::run(args),
         Command::Check(args) => cmd::check::run(args),

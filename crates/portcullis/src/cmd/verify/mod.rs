@@ -13,7 +13,7 @@
 //! reported with everything a bug report needs); 2 bad input or the sandbox could not be
 //! built.
 
-mod report;
+pub(crate) mod report;
 pub(crate) mod sandbox;
 
 use std::collections::BTreeSet;
@@ -85,12 +85,30 @@ pub(crate) struct Args {
     /// Print JSON instead of the table
     #[arg(long)]
     json: bool,
-    /// Write the scan as nmap XML to FILE (`-oX FILE`)
-    #[arg(short = 'o', value_names = ["X", "FILE"], num_args = 2)]
-    output: Vec<String>,
-    /// Remove sandboxes left behind by crashed runs (namespaces named pcl-*) and exit
+    /// Write the scan as nmap XML to FILE (also spelled `-oX FILE`, as nmap does)
+    #[arg(long = "output-xml", value_name = "FILE")]
+    output_xml: Option<PathBuf>,
+    /// Remove sandboxes left behind by crashed or --keep runs (pcl-* namespaces whose
+    /// process is gone) and exit
     #[arg(long, exclusive = true)]
     cleanup: bool,
+}
+
+/// nmap spells its XML output `-oX FILE`, one dash and two letters, which clap cannot
+/// read: on the `verify` subcommand, `-oX` becomes `--output-xml` before parsing.
+pub(crate) fn nmap_style_args(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut out: Vec<std::ffi::OsString> = args.collect();
+    let sub = out.iter().skip(1).position(|a| !a.to_string_lossy().starts_with('-'));
+    if sub.is_some_and(|i| out[i + 1] == "verify") {
+        for a in &mut out {
+            if a == "-oX" {
+                *a = "--output-xml".into();
+            }
+        }
+    }
+    out
 }
 
 /// Which ports to scan.
@@ -235,7 +253,7 @@ fn parse_listen(items: &[String]) -> Result<Vec<PortProto>> {
 /// Runs `portcullis verify`.
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if args.cleanup {
-        let removed = portcullis_netns::cleanup_all().context("list namespaces")?;
+        let removed = sandbox::cleanup_leftovers()?;
         if removed.is_empty() {
             println!("no leftover sandboxes");
         } else {
@@ -246,12 +264,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if args.input.file.is_none() {
         bail!("verify needs a ruleset FILE (or --cleanup)");
     }
-    let xml = match args.output.as_slice() {
-        [] => None,
-        [kind, file] if kind == "X" => Some(PathBuf::from(file)),
-        [kind, _] => bail!("-o{kind}: only -oX FILE (nmap XML) is supported"),
-        _ => bail!("-oX needs a file name"),
-    };
+    let xml = args.output_xml.clone();
     let Some(loaded) = load(&args.input)? else { return Ok(ExitCode::from(2)) };
     let ports = match &args.ports {
         Some(spec) => {

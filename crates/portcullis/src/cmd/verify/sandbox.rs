@@ -10,7 +10,7 @@
 
 use std::io::{BufRead as _, BufReader};
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, Once};
 use std::time::Duration;
@@ -40,6 +40,27 @@ fn teardown_by_name(name: &str) {
     }
     let _ = Command::new("ip").args(["netns", "del", name]).status();
     let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{name}.xtables.lock")));
+}
+
+/// Removes the `pcl-` namespaces whose creating process is gone (crashed or `--keep`
+/// runs: the pid is the name's second field, `pcl-<purpose>-<pid>-<n>`), with whatever
+/// still runs inside. Namespaces of live processes (a verify or a test rig running right
+/// now) are left alone. Returns the names removed.
+#[allow(clippy::disallowed_methods, reason = "lists namespaces with ip(8)")]
+pub(crate) fn cleanup_leftovers() -> Result<Vec<String>> {
+    let out = Command::new("ip").args(["netns", "list"]).output().context("run ip netns list")?;
+    let mut removed = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else { continue };
+        let Some(rest) = name.strip_prefix(portcullis_netns::PREFIX) else { continue };
+        let pid = rest.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            teardown_by_name(name);
+            removed.push(name.to_owned());
+        }
+    }
+    Ok(removed)
 }
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and so in every thread it starts
