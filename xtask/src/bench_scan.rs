@@ -151,7 +151,7 @@ impl Drop for Rig {
     }
 }
 
-fn rig() -> Result<Rig> {
+fn rig(dir: &Path) -> Result<Rig> {
     let target = Netns::create("scanbt")?;
     let scanner = Netns::create("scanbs")?;
     let l = link(&target, &scanner, 0)?;
@@ -160,15 +160,20 @@ fn rig() -> Result<Rig> {
     c.stdin.take().context("stdin")?.write_all(TARGET_RULES.as_bytes())?;
     let out = c.wait_with_output()?;
     ensure!(out.status.success(), "iptables-restore: {}", String::from_utf8_lossy(&out.stderr));
-    let exe = std::env::current_exe()?;
+    // A private copy of this binary: other `cargo xtask` runs may rebuild the original.
+    let exe = dir.join("xtask-listener");
+    std::fs::copy(std::env::current_exe()?, &exe).context("copy xtask for the listeners")?;
     let target_ip = l.a_v4.to_string();
-    let listener = target
+    let mut listener = target
         .command(&exe.to_string_lossy())
         .args(["bench", "scan", "--listen", &target_ip])
         .stdout(Stdio::null())
         .spawn()
         .context("start listeners")?;
     std::thread::sleep(Duration::from_millis(300));
+    if let Some(status) = listener.try_wait()? {
+        bail!("the rig's listeners exited: {status}");
+    }
     Ok(Rig { listener, scanner, _target: target, target_ip })
 }
 
@@ -234,6 +239,9 @@ fn run_row(rig: &Rig, bin: &Path, row: &Row, runs: usize, dir: &Path) -> Result<
         let xml_ok = row.xml_needles.iter().all(|n| x.contains(n));
         if line_ok && xml_ok {
             right += 1;
+        } else if right == 0 && times.len() == 1 {
+            let got = g.lines().find(|l| l.contains("\tPorts: ")).unwrap_or("(no Ports line)");
+            eprintln!("bench scan: {} differs from the expected states: {got}", row.name);
         }
     }
     Ok(Outcome { name: row.name, tool: row.tool, times, right })
@@ -261,7 +269,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let bin = build_portcullis(root)?;
     let dir = std::env::temp_dir().join(format!("pcl-bench-scan-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let rig = rig()?;
+    let rig = rig(&dir)?;
     let mut results = Vec::new();
     for row in rows() {
         if row.tool == Tool::Nmap && !nmap {

@@ -71,8 +71,23 @@ impl Senders {
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     thread::sleep(Duration::from_micros(200));
                 }
-                // A local firewall refused it: the probe is lost, like on the wire.
-                Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(()),
+                // A local firewall refused it, or the kernel has no neighbour or route for
+                // the target: the probe is lost, as on the wire; the target stays silent.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(
+                            libc::EPERM
+                                | libc::EACCES
+                                | libc::EHOSTUNREACH
+                                | libc::ENETUNREACH
+                                | libc::EHOSTDOWN
+                                | libc::EADDRNOTAVAIL
+                        )
+                    ) =>
+                {
+                    return Ok(());
+                }
                 Err(e) => return Err(e),
             }
         }

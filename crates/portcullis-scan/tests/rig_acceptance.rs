@@ -2,6 +2,7 @@
 //! elsewhere, a failure under `CI`). Each scan type runs 10 times back to back against the
 //! same target, so the target's ICMP bucket is drained as in the measurements, and
 //! every run must give exactly the expected states and reasons.
+#![cfg(feature = "runtime")]
 
 mod common;
 
@@ -133,4 +134,26 @@ fn scanner_at_input_drop_gives_the_same_results() {
             );
         }
     }
+}
+
+/// Several targets in one scan: the rig's target and an address nobody owns on its link
+/// (198.18.0.3, no neighbour answers): the second is all silent, the first unaffected.
+#[test]
+fn two_targets_one_absent() {
+    if !rig_available() {
+        return;
+    }
+    let rig = Rig::new(false);
+    let mut cfg = fast(ScanType::Syn);
+    cfg.targets.push("198.18.0.3".parse().expect("address"));
+    let r = rig.scan(cfg);
+    assert_eq!(r.hosts.len(), 2);
+    assert_eq!(summary(&r), SYN);
+    let absent = &r.hosts[1];
+    assert!(
+        absent
+            .ports
+            .iter()
+            .all(|p| p.state.as_str() == "filtered" && p.reason.as_str() == "no-response")
+    );
 }

@@ -4,6 +4,7 @@
 //! socket error queue, report `filtered` like a SYN scan. Each comparison uses a fresh rig
 //! and runs nmap first, so nmap meets a full ICMP bucket (it loses ICMP answers otherwise,
 //! docs/scanning.md §1.4).
+#![cfg(feature = "runtime")]
 
 mod common;
 

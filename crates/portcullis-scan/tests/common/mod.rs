@@ -75,12 +75,9 @@ pub(crate) struct Netns {
 }
 
 impl Netns {
-    fn new(role: &str) -> Self {
-        let name = format!(
-            "pcl-scan-{}-{}-{role}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
+    fn new() -> Self {
+        let name =
+            format!("pcl-scan-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         run(Command::new("ip").args(["netns", "add", &name]));
         let lock = std::env::temp_dir().join(format!("{name}.xtables.lock"));
         let ns = Self { name, lock };
@@ -185,8 +182,8 @@ pub(crate) struct Rig {
 impl Rig {
     /// Builds the rig; `scanner_drop` puts the scanner namespace itself at INPUT DROP.
     pub(crate) fn new(scanner_drop: bool) -> Self {
-        let scanner = Netns::new("s");
-        let target = Netns::new("t");
+        let scanner = Netns::new();
+        let target = Netns::new();
         scanner.exec(&[
             "ip",
             "link",
