@@ -46,63 +46,10 @@ enum Ctx {
     Target,
 }
 
-/// The options a match module knows, for attributing options that follow another module
-/// or come without `-m` (the implicit protocol match). `None`: unknown module, which takes
-/// whatever follows it.
-fn known_options(module: &str) -> Option<&'static [&'static str]> {
-    Some(match module {
-        "tcp" => {
-            &["sport", "source-port", "dport", "destination-port", "tcp-flags", "syn", "tcp-option"]
-        }
-        "udp" | "udplite" => &["sport", "source-port", "dport", "destination-port"],
-        "icmp" => &["icmp-type"],
-        "icmp6" => &["icmpv6-type"],
-        "sctp" => &["sport", "source-port", "dport", "destination-port", "chunk-types"],
-        "dccp" => {
-            &["sport", "source-port", "dport", "destination-port", "dccp-types", "dccp-option"]
-        }
-        "multiport" => &["sports", "source-ports", "dports", "destination-ports", "ports"],
-        "conntrack" => &[
-            "ctstate",
-            "ctproto",
-            "ctorigsrc",
-            "ctorigdst",
-            "ctreplsrc",
-            "ctrepldst",
-            "ctorigsrcport",
-            "ctorigdstport",
-            "ctreplsrcport",
-            "ctrepldstport",
-            "ctstatus",
-            "ctexpire",
-            "ctdir",
-        ],
-        "state" => &["state"],
-        "comment" => &["comment"],
-        "limit" => &["limit", "limit-burst"],
-        "mark" | "connmark" => &["mark"],
-        "mac" => &["mac-source"],
-        "iprange" => &["src-range", "dst-range"],
-        "owner" => &["uid-owner", "gid-owner", "socket-exists", "suppl-groups"],
-        "set" => &[
-            "match-set",
-            "return-nomatch",
-            "update-counters",
-            "update-subcounters",
-            "packets-eq",
-            "packets-lt",
-            "packets-gt",
-            "bytes-eq",
-            "bytes-lt",
-            "bytes-gt",
-        ],
-        "addrtype" => &["src-type", "dst-type", "limit-iface-in", "limit-iface-out"],
-        "recent" => &[
-            "set", "rcheck", "update", "remove", "seconds", "reap", "hitcount", "rttl", "name",
-            "mask", "rsource", "rdest",
-        ],
-        _ => return None,
-    })
+/// Whether match module `module` takes option `opt`: `Some(true|false)` for modules the
+/// model knows, `None` for unknown modules (which take whatever follows them).
+fn takes(module: &str, opt: &str) -> Option<bool> {
+    portcullis_rules::view::match_takes_option(module, opt)
 }
 
 /// The module `-p PROTO` loads implicitly when one of its options follows.
@@ -237,6 +184,7 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
     let mut ctx = Ctx::None;
     let mut neg: Option<usize> = None;
     let mut policy_counters = None;
+    let mut seen_base = std::collections::HashSet::new();
 
     while let Some(tok) = p.peek() {
         let at = p.i;
@@ -354,6 +302,12 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
             }
             '4' => family = Some(Family::V4),
             '6' => family = Some(Family::V6),
+            's' | 'd' | 'i' | 'o' | 'p' | 'f' if !seen_base.insert(letter) => {
+                return Err((
+                    at,
+                    ParseErrorKind::BadArgument(format!("multiple -{letter} flags not allowed")),
+                ));
+            }
             's' | 'd' => {
                 let name = if letter == 's' { "-s" } else { "-d" };
                 let mut negated = negated;
@@ -534,24 +488,20 @@ fn place_module_option(
     at: usize,
     text: &str,
 ) -> Result<(), ArgError> {
-    let knows = |m: &Match, name: &str| known_options(&m.name).is_none_or(|o| o.contains(&name));
+    let knows = |m: &Match, name: &str| takes(&m.name, name).unwrap_or(true);
     if let Ctx::Match(i) = *ctx
         && knows(&rule.matches[i], &opt.name)
     {
         rule.matches[i].opts.push(opt);
         return Ok(());
     }
-    if let Some(m) = rule
-        .matches
-        .iter_mut()
-        .find(|m| known_options(&m.name).is_some_and(|o| o.contains(&opt.name.as_str())))
-    {
+    if let Some(m) = rule.matches.iter_mut().find(|m| takes(&m.name, &opt.name) == Some(true)) {
         m.opts.push(opt);
         return Ok(());
     }
     if let Some(module) =
         rule.proto.as_ref().filter(|p| !p.negated).and_then(|p| implicit_module(&p.value))
-        && known_options(module).is_some_and(|o| o.contains(&opt.name.as_str()))
+        && takes(module, &opt.name) == Some(true)
     {
         let mut m = Match::new(module);
         m.opts.push(opt);

@@ -33,7 +33,7 @@ pub struct TokenNotes {
 /// ```
 /// use portcullis_syntax::tokenize;
 /// let (tokens, _) = tokenize(r#"-m comment --comment "a \"b\" c" foo"bar baz""#);
-/// let texts: Vec<_> = tokens.iter().map(|t| t.text.as_str()).collect();
+/// let texts: Vec<&str> = tokens.iter().map(|t| &*t.text).collect();
 /// assert_eq!(texts, ["-m", "comment", "--comment", r#"a "b" c"#, "foobar baz"]);
 /// ```
 pub fn tokenize<'a>(line: &'a str) -> (Vec<Token<'a>>, TokenNotes) {

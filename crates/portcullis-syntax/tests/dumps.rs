@@ -1,6 +1,7 @@
 //! Acceptance 3 of issue 2: every whole dump and extracted block of the upstream corpus
 //! that is iptables/ip6tables save or restore text parses, and save-format dumps render
 //! back identically once `#` lines are dropped.
+#![allow(clippy::print_stderr, reason = "the test prints the corpus counts")]
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -190,13 +190,6 @@ fn baseline_fixtures_validate() {
             Err(e) => errors.push(format!("{name}: parse error {e}")),
         }
     }
-    // The parser gives `--dport` after `-m length` to the length match instead of an
-    // implicit udp match (`-p udp -m length --length 0:100 --dport 161`).
-    let known = |e: &String| e.starts_with("0005_kitchen_sink.rules: line 42,");
-    for e in errors.iter().filter(|e| known(e)) {
-        eprintln!("  known parser difference, not counted: {e}");
-    }
-    errors.retain(|e| !known(e));
     eprintln!("baseline fixtures: {} files, {} validation errors", files.len(), errors.len());
     for e in &errors {
         eprintln!("  {e}");
@@ -204,10 +197,8 @@ fn baseline_fixtures_validate() {
     assert!(errors.is_empty());
 }
 
-/// Parser differences from iptables found by the observed rules, for the parser's owner:
-/// run with `cargo test -p portcullis-syntax --test observed -- --ignored`.
+/// Parser differences from iptables found by the observed rules (now fixed).
 #[test]
-#[ignore = "parser: an option after -m length is not given to the implicit udp match"]
 fn parser_implicit_match_after_other_module() {
     let (_, r) =
         parse_rule_line("-A INPUT -p udp -m length --length 0:100 --dport 161", Family::V4)
@@ -217,7 +208,6 @@ fn parser_implicit_match_after_other_module() {
 }
 
 #[test]
-#[ignore = "parser: iptables refuses a repeated -i or -p (\"multiple -i flags not allowed\")"]
 fn parser_refuses_repeated_base_options() {
     assert!(parse_rule_line("-A INPUT -i eth+ ! -i lo", Family::V4).is_err());
     assert!(parse_rule_line("-A INPUT -p tcp -p udp", Family::V4).is_err());
