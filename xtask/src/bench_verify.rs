@@ -1,7 +1,7 @@
 //! `cargo xtask bench verify [--runs N] [-- VERIFY ARGS]`: the wall time of `portcullis
 //! verify` on the seed article's ruleset with `-F`, and where it goes.
 //!
-//! Builds `portcullis` (release), writes the seed's ruleset, then runs `portcullis verify
+//! Builds `portcullis` (release; `PORTCULLIS_BIN=PATH` uses that binary instead), writes the seed's ruleset, then runs `portcullis verify
 //! SEED --json` N times back to back (default 10). Wall time is measured here, from fork to
 //! exit: sandbox setup and teardown included. verify's JSON gives the phases (setup:
 //! namespaces, veth, sysctls; apply: iptables-restore in the target; listen: deriving the
@@ -44,16 +44,21 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     if let Some(why) = portcullis_netns::missing_prerequisite(&["iptables-restore"]) {
         anyhow::bail!("bench verify needs root and iptables: {why}");
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(&cargo)
-        .current_dir(root)
-        .args(["build", "--release", "--quiet", "-p", "portcullis"])
-        .status()
-        .context("cargo build")?;
-    ensure!(status.success(), "building portcullis failed");
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
-    let exe = target_dir.join("release/portcullis");
+    let exe = match std::env::var_os("PORTCULLIS_BIN") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let status = Command::new(&cargo)
+                .current_dir(root)
+                .args(["build", "--release", "--quiet", "-p", "portcullis"])
+                .status()
+                .context("cargo build")?;
+            ensure!(status.success(), "building portcullis failed");
+            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+            target_dir.join("release/portcullis")
+        }
+    };
     let seed =
         std::env::temp_dir().join(format!("portcullis-bench-seed-{}.rules", std::process::id()));
     std::fs::write(&seed, SEED)?;
