@@ -725,3 +725,113 @@ fn scan_in(
     }
     Ok(reports)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<std::ffi::OsString> {
+        v.iter().map(Into::into).collect()
+    }
+
+    #[test]
+    fn ox_is_rewritten_on_verify_only() {
+        let got = nmap_style_args(os(&["portcullis", "verify", "f", "-oX", "x.xml"]).into_iter());
+        assert_eq!(got, os(&["portcullis", "verify", "f", "--output-xml", "x.xml"]));
+        let scan = os(&["portcullis", "scan", "-oX", "x.xml", "198.18.0.2"]);
+        assert_eq!(nmap_style_args(scan.clone().into_iter()), scan);
+    }
+
+    #[test]
+    fn listen_items_and_ranges() {
+        let l = parse_listen(&["22".into(), "53/udp".into(), "8000-8002/tcp".into()]).unwrap();
+        assert_eq!(
+            l,
+            [
+                (22, Proto::Tcp),
+                (53, Proto::Udp),
+                (8000, Proto::Tcp),
+                (8001, Proto::Tcp),
+                (8002, Proto::Tcp)
+            ]
+        );
+        assert!(parse_listen(&["22/sctp".into()]).is_err());
+        assert!(parse_listen(&["0".into()]).is_err());
+        assert!(parse_listen(&["9-8".into()]).is_err());
+        let r = ranges(&[1, 2, 3, 7, 9, 10]);
+        assert_eq!(
+            r,
+            [PortRange { lo: 1, hi: 3 }, PortRange::single(7), PortRange { lo: 9, hi: 10 }]
+        );
+    }
+
+    #[test]
+    fn expected_ports_join_the_scan() {
+        let (tcp, udp) = scan_ports(
+            &PortChoice::List { tcp: vec![80, 22], udp: vec![] },
+            Some(&[(3128, Proto::Tcp), (53, Proto::Udp), (22, Proto::Tcp)]),
+        );
+        assert_eq!(tcp, [22, 80, 3128]);
+        assert_eq!(udp, [53]);
+        let (tcp, udp) = scan_ports(&PortChoice::Fast, None);
+        assert_eq!((tcp.len(), udp.len()), (100, 100));
+    }
+
+    #[test]
+    fn agreement_needs_state_and_reason() {
+        let p = |state, reason| Prediction { state, reason };
+        let open = [p(PortState::Open, Reason::SynAck)];
+        assert!(agrees(&open, "open", "syn-ack"));
+        assert!(!agrees(&open, "open", "reset"));
+        assert!(!agrees(&open, "filtered", "no-response"));
+        assert!(!agrees(&[], "open", "syn-ack"));
+        // Forwarded: the answer is not in the ruleset, only the state counts.
+        let fwd = [p(PortState::Filtered, Reason::Forwarded)];
+        assert!(agrees(&fwd, "filtered", "no-response"));
+        assert!(!agrees(&fwd, "open", "syn-ack"));
+    }
+
+    #[test]
+    fn exit_codes_rank_disagreement_over_intent() {
+        let row = |agree| Row {
+            family: Family::V4,
+            proto: Proto::Tcp,
+            port: 22,
+            predicted: Vec::new(),
+            observed: None,
+            agree,
+            listening: false,
+            expected: None,
+        };
+        let offence = Offence {
+            family: Family::V4,
+            proto: Proto::Tcp,
+            port: 22,
+            expected_open: true,
+            observed: "filtered".into(),
+            rule: None,
+            rule_text: None,
+            verdict: "DROP".into(),
+        };
+        let mut out = Outcome {
+            rows: vec![row(true)],
+            offences: Vec::new(),
+            reports: Vec::new(),
+            info: RunInfo { args: String::new(), start_unix: 0, elapsed: Duration::ZERO },
+            backend: Backend::Nft,
+            target: Vec::new(),
+            source: Vec::new(),
+            namespaces: (String::new(), String::new()),
+            kept: false,
+            listen_tcp: Vec::new(),
+            listen_udp: Vec::new(),
+            timings: Timings::default(),
+            kernel: None,
+        };
+        assert_eq!(out.code(), 0);
+        out.offences.push(offence);
+        assert_eq!(out.code(), 1);
+        out.rows.push(row(false));
+        assert_eq!(out.code(), 3);
+    }
+}
