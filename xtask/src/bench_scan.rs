@@ -199,6 +199,9 @@ struct Outcome {
     tool: Tool,
     times: Vec<f64>,
     right: usize,
+    /// Wall time minus the scan time portcullis reports in `-oJ` (`elapsed`): process
+    /// start, output and exit, `ip netns exec` included.
+    lags: Vec<f64>,
 }
 
 fn run_row(rig: &Rig, bin: &Path, row: &Row, runs: usize, dir: &Path) -> Result<Outcome> {
@@ -206,13 +209,15 @@ fn run_row(rig: &Rig, bin: &Path, row: &Row, runs: usize, dir: &Path) -> Result<
     let mut right = 0;
     let gnmap = dir.join("out.gnmap");
     let xml = dir.join("out.xml");
+    let json = dir.join("out.json");
+    let mut lags = Vec::new();
     for _ in 0..runs {
         let _ = std::fs::remove_file(&gnmap);
         let _ = std::fs::remove_file(&xml);
         let mut cmd = match row.tool {
             Tool::Portcullis => {
                 let mut c = rig.scanner.command(&bin.to_string_lossy());
-                c.arg("scan");
+                c.arg("scan").arg("-oJ").arg(&json);
                 c
             }
             Tool::Nmap => {
@@ -231,7 +236,19 @@ fn run_row(rig: &Rig, bin: &Path, row: &Row, runs: usize, dir: &Path) -> Result<
             .stderr(Stdio::piped());
         let t0 = Instant::now();
         let out = cmd.output().with_context(|| format!("running {}", row.name))?;
-        times.push(t0.elapsed().as_secs_f64());
+        let wall = t0.elapsed().as_secs_f64();
+        times.push(wall);
+        if row.tool == Tool::Portcullis {
+            let j = std::fs::read_to_string(&json).unwrap_or_default();
+            let elapsed = j
+                .split("\"elapsed\":")
+                .nth(1)
+                .and_then(|r| r.split(',').next())
+                .and_then(|v| v.parse::<f64>().ok());
+            if let Some(e) = elapsed {
+                lags.push(wall - e);
+            }
+        }
         ensure!(out.status.success(), "{}: {}", row.name, String::from_utf8_lossy(&out.stderr));
         let g = std::fs::read_to_string(&gnmap).unwrap_or_default();
         let x = std::fs::read_to_string(&xml).unwrap_or_default();
@@ -244,7 +261,7 @@ fn run_row(rig: &Rig, bin: &Path, row: &Row, runs: usize, dir: &Path) -> Result<
             eprintln!("bench scan: {} differs from the expected states: {got}", row.name);
         }
     }
-    Ok(Outcome { name: row.name, tool: row.tool, times, right })
+    Ok(Outcome { name: row.name, tool: row.tool, times, right, lags })
 }
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
@@ -283,8 +300,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     drop(rig);
     let _ = std::fs::remove_dir_all(&dir);
-    println!("| command | runs | median s | min–max s | exact runs | vs nmap (row below) |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| command | runs | median s | min–max s | exact runs | nmap median ÷ ours (row below) | start+exit overhead, median |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (i, r) in results.iter().enumerate() {
         let mut t = r.times.clone();
         let med = median(&mut t);
@@ -292,12 +311,18 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         let ratio = match (r.tool, results.get(i + 1)) {
             (Tool::Portcullis, Some(n)) if n.tool == Tool::Nmap => {
                 let mut nt = n.times.clone();
-                format!("{:.2}x faster", median(&mut nt) / med)
+                format!("{:.2}", median(&mut nt) / med)
             }
             _ => String::new(),
         };
+        let lag = if r.lags.is_empty() {
+            String::new()
+        } else {
+            let mut l = r.lags.clone();
+            format!("{:.0} ms", median(&mut l) * 1000.0)
+        };
         println!(
-            "| {} | {} | {med:.3} | {lo:.3}–{hi:.3} | {}/{} | {ratio} |",
+            "| {} | {} | {med:.3} | {lo:.3}–{hi:.3} | {}/{} | {ratio} | {lag} |",
             r.name,
             r.times.len(),
             r.right,

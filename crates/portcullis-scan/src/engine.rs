@@ -80,6 +80,8 @@ pub enum ConfigError {
     MixedFamilies(IpAddr),
     /// Port 0 cannot be probed.
     PortZero,
+    /// More than 2^32 (host, port) pairs.
+    TooMany,
 }
 
 impl std::fmt::Display for ConfigError {
@@ -89,6 +91,7 @@ impl std::fmt::Display for ConfigError {
             Self::NoPorts => f.write_str("no port to scan"),
             Self::MixedFamilies(a) => write!(f, "source address family differs for {a}"),
             Self::PortZero => f.write_str("port 0 cannot be scanned"),
+            Self::TooMany => f.write_str("more than 2^32 host and port pairs"),
         }
     }
 }
@@ -239,13 +242,6 @@ struct Answer {
     from: Option<IpAddr>,
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Task {
-    sent_at: Duration,
-    tries: u8,
-    answer: Option<Answer>,
-}
-
 #[derive(Debug, Clone)]
 struct Host {
     target: Target,
@@ -265,12 +261,21 @@ pub struct Engine {
     host_index: HashMap<IpAddr, u32>,
     ports: Vec<u16>,
     port_index: HashMap<u16, u32>,
-    tasks: Vec<Task>,
-    order: Vec<u32>,
-    cursor: usize,
-    /// Probes awaiting an answer, in send order: (sent at, task, tries after sending).
-    outstanding: VecDeque<(Duration, u32, u8)>,
-    silent: Vec<u32>,
+    /// Number of (host, port) pairs; task `h * ports.len() + p` is host `h`, port `p`.
+    tasks: u32,
+    /// One bit per task: answered.
+    answered: Vec<u64>,
+    answered_count: u32,
+    /// Answers, by task: only answered tasks take memory.
+    answers: HashMap<u32, Answer>,
+    /// This pass's probe order: a keyed permutation of the tasks, in constant memory.
+    order: Feistel,
+    /// Position in `order`'s domain.
+    cursor: u64,
+    /// Probes awaiting an answer, in send order: (sent at, task).
+    outstanding: VecDeque<(Duration, u32)>,
+    /// Send times of the probes in `outstanding`, for RTT samples.
+    sent_at: HashMap<u32, Duration>,
     pass: u8,
     pass_start: Duration,
     next_send: Duration,
@@ -310,13 +315,13 @@ impl Engine {
             hosts.push(Host { target: *t, rtt: RttEstimator::new(), responded: false });
         }
         let port_index = ports.iter().enumerate().map(|(i, p)| (*p, i as u32)).collect();
-        let n = hosts.len() * ports.len();
+        let n = u32::try_from(hosts.len() as u64 * ports.len() as u64)
+            .map_err(|_| ConfigError::TooMany)?;
         let mut rng = SplitMix(cfg.seed);
         let secret = rng.next();
         let span = u64::from(u16::MAX - SPORT_MIN - SPORT_SPAN);
         let sport_base = SPORT_MIN + (rng.next() % span) as u16;
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        rng.shuffle(&mut order);
+        let order = Feistel::new(n, &mut rng);
         Ok(Self {
             scan_type: cfg.scan_type,
             timing: cfg.timing,
@@ -327,11 +332,14 @@ impl Engine {
             host_index,
             ports,
             port_index,
-            tasks: vec![Task::default(); n],
+            tasks: n,
+            answered: vec![0; (n as usize).div_ceil(64)],
+            answered_count: 0,
+            answers: HashMap::new(),
             order,
             cursor: 0,
             outstanding: VecDeque::new(),
-            silent: Vec::new(),
+            sent_at: HashMap::new(),
             pass: 1,
             pass_start: Duration::ZERO,
             next_send: Duration::ZERO,
@@ -356,8 +364,8 @@ impl Engine {
     /// How far the scan is.
     pub fn progress(&self) -> Progress {
         Progress {
-            answered: self.tasks.iter().filter(|t| t.answer.is_some()).count(),
-            total: self.tasks.len(),
+            answered: self.answered_count as usize,
+            total: self.tasks as usize,
             probes_sent: self.probes_sent,
             pass: self.pass,
         }
@@ -370,6 +378,10 @@ impl Engine {
     fn due(&self, sent: Duration, task: u32) -> Duration {
         let (h, _) = self.host_port(task);
         sent + self.hosts[h].rtt.timeout(&self.timing)
+    }
+
+    fn is_answered(&self, task: u32) -> bool {
+        self.answered[task as usize / 64] & (1 << (task % 64)) != 0
     }
 
     fn host_port(&self, task: u32) -> (usize, usize) {
@@ -394,15 +406,14 @@ impl Engine {
         let (h, p) = self.host_port(task);
         let host = &self.hosts[h];
         let timeout = host.rtt.timeout(&self.timing);
-        let t = &mut self.tasks[task as usize];
-        let tryno = t.tries;
-        t.tries = t.tries.saturating_add(1);
-        t.sent_at = now;
+        // One probe per task and pass: the try number is the pass's.
+        let tryno = self.pass - 1;
         let src_port = self.sport_base + u16::from(tryno) % SPORT_SPAN;
         let (dst, src, dst_port) = (host.target.addr, host.target.src, self.ports[p]);
         let seq = self.cookie(dst, dst_port, src_port);
         let ack = if self.scan_type == ScanType::Ack { self.ack_cookie(seq) } else { 0 };
-        self.outstanding.push_back((now, task, tryno + 1));
+        self.outstanding.push_back((now, task));
+        self.sent_at.insert(task, now);
         self.probes_sent += 1;
         self.first_send.get_or_insert(now);
         self.next_send = now + self.timing.send_interval();
@@ -426,10 +437,13 @@ impl Engine {
         if self.done || now < self.next_send || now < self.pass_start {
             return None;
         }
-        while self.cursor < self.order.len() {
-            let task = self.order[self.cursor];
+        while self.cursor < self.order.domain() {
+            let x = self.order.permute(self.cursor);
             self.cursor += 1;
-            if self.tasks[task as usize].answer.is_none() {
+            if let Ok(task) = u32::try_from(x)
+                && task < self.tasks
+                && !self.is_answered(task)
+            {
                 return Some(self.make_probe(task, now));
             }
         }
@@ -445,24 +459,18 @@ impl Engine {
         }
         // Probes whose timeout passed without an answer leave their port silent for this
         // pass.
-        while let Some(&(sent, task, tries)) = self.outstanding.front() {
-            let t = self.tasks[task as usize];
-            if t.answer.is_some() || tries != t.tries {
+        while let Some(&(sent, task)) = self.outstanding.front() {
+            if self.is_answered(task) || self.due(sent, task) <= now {
                 self.outstanding.pop_front();
-                continue;
-            }
-            if self.due(sent, task) <= now {
-                self.outstanding.pop_front();
-                self.silent.push(task);
+                self.sent_at.remove(&task);
                 continue;
             }
             break;
         }
-        if self.cursor < self.order.len() || !self.outstanding.is_empty() {
+        if self.cursor < self.order.domain() || !self.outstanding.is_empty() {
             return;
         }
-        self.silent.retain(|t| self.tasks[*t as usize].answer.is_none());
-        let more = !self.silent.is_empty()
+        let more = self.answered_count < self.tasks
             && (self.pass == 1 || self.news_in_pass)
             && self.pass <= self.timing.max_retries
             && self.pass < MAX_PASSES;
@@ -478,8 +486,7 @@ impl Engine {
             now
         };
         self.news_in_pass = false;
-        self.order = std::mem::take(&mut self.silent);
-        self.rng.shuffle(&mut self.order);
+        self.order = Feistel::new(self.tasks, &mut self.rng);
         self.cursor = 0;
     }
 
@@ -490,8 +497,8 @@ impl Engine {
         if self.done {
             return None;
         }
-        let mut next = self.outstanding.front().map(|&(sent, task, _)| self.due(sent, task));
-        if self.cursor < self.order.len() {
+        let mut next = self.outstanding.front().map(|&(sent, task)| self.due(sent, task));
+        if self.cursor < self.order.domain() {
             let start = self.next_send.max(self.pass_start);
             next = Some(next.map_or(start, |n| n.min(start)));
         }
@@ -535,13 +542,10 @@ impl Engine {
             return None;
         }
         let task = h * self.ports.len() as u32 + p;
-        let t = &self.tasks[task as usize];
-        let offset = sport - self.sport_base;
-        // The try number is only known modulo SPORT_SPAN; map to the latest such try.
-        let last = u16::from(t.tries.checked_sub(1)?);
-        let back = (last % SPORT_SPAN + SPORT_SPAN - offset) % SPORT_SPAN;
-        let tryno = last.checked_sub(back)?;
-        Some((task, u8::try_from(tryno).ok()?))
+        // Try numbers stay below MAX_PASSES < SPORT_SPAN: the offset is the try number,
+        // and a try not sent yet cannot be answered.
+        let tryno = u8::try_from(sport - self.sport_base).ok()?;
+        (tryno < self.pass).then_some((task, tryno))
     }
 
     fn handle_tcp(&mut self, now: Duration, ip: &IpPacket<'_>) {
@@ -621,7 +625,7 @@ impl Engine {
 
     /// Feeds the result of a connect attempt for `probe`.
     pub fn handle_connect(&mut self, now: Duration, probe: &Probe, outcome: ConnectOutcome) {
-        if self.scan_type != ScanType::Connect || probe.task as usize >= self.tasks.len() {
+        if self.scan_type != ScanType::Connect || probe.task >= self.tasks {
             return;
         }
         let (answer, icmp) = match outcome {
@@ -642,19 +646,24 @@ impl Engine {
 
     fn record(&mut self, now: Duration, task: u32, tryno: u8, a: Answer, icmp: bool) {
         let (h, _) = self.host_port(task);
-        let t = &mut self.tasks[task as usize];
-        if t.tries > 0 && tryno == t.tries - 1 && now >= t.sent_at {
-            self.hosts[h].rtt.sample(now - t.sent_at);
+        if tryno + 1 == self.pass
+            && let Some(sent) = self.sent_at.get(&task)
+            && now >= *sent
+        {
+            self.hosts[h].rtt.sample(now - *sent);
         }
         self.hosts[h].responded = true;
-        let t = &mut self.tasks[task as usize];
-        let fresh = match t.answer {
+        let fresh = match self.answers.get(&task) {
             None => true,
             Some(old) => may_replace(self.scan_type, old.state, a.state),
         };
         if fresh {
-            self.news_in_pass |= t.answer.is_none();
-            t.answer = Some(a);
+            if !self.is_answered(task) {
+                self.answered[task as usize / 64] |= 1 << (task % 64);
+                self.answered_count += 1;
+                self.news_in_pass = true;
+            }
+            self.answers.insert(task, a);
         }
         if icmp {
             self.last_icmp = Some(now);
@@ -678,12 +687,13 @@ impl Engine {
                     .iter()
                     .enumerate()
                     .map(|(p, port)| {
-                        let a = self.tasks[h * np + p].answer.unwrap_or(Answer {
-                            state: silent,
-                            reason: Reason::NoResponse,
-                            ttl: None,
-                            from: None,
-                        });
+                        let a =
+                            self.answers.get(&((h * np + p) as u32)).copied().unwrap_or(Answer {
+                                state: silent,
+                                reason: Reason::NoResponse,
+                                ttl: None,
+                                from: None,
+                            });
                         PortResult {
                             port: *port,
                             protocol,
@@ -722,11 +732,60 @@ impl SplitMix {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
+}
 
-    fn shuffle(&mut self, v: &mut [u32]) {
-        for i in (1..v.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            v.swap(i, j);
+/// A keyed Feistel permutation of `0..2^(2·half)`, the smallest even power of two not
+/// below `n`; walking the whole domain and skipping values `>= n` visits every task once
+/// in a random order without storing the order (masscan's BlackRock idea).
+#[derive(Debug, Clone)]
+struct Feistel {
+    half: u32,
+    keys: [u64; 4],
+}
+
+impl Feistel {
+    fn new(n: u32, rng: &mut SplitMix) -> Self {
+        let bits = 32 - n.max(2).saturating_sub(1).leading_zeros();
+        Self { half: bits.div_ceil(2), keys: [rng.next(), rng.next(), rng.next(), rng.next()] }
+    }
+
+    fn domain(&self) -> u64 {
+        1 << (2 * self.half)
+    }
+
+    fn permute(&self, x: u64) -> u64 {
+        let mask = (1u64 << self.half) - 1;
+        let (mut l, mut r) = (x >> self.half, x & mask);
+        for k in self.keys {
+            let mut z = (r ^ k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let f = (z ^ (z >> 32)) & mask;
+            (l, r) = (r, l ^ f);
+        }
+        (l << self.half) | r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feistel_visits_every_task_once() {
+        let mut rng = SplitMix(3);
+        for n in [1u32, 2, 3, 5, 100, 4096, 65_535, 70_000] {
+            let f = Feistel::new(n, &mut rng);
+            assert!(f.domain() >= u64::from(n) && f.domain() <= 4 * u64::from(n.max(2)));
+            let mut seen = vec![false; n as usize];
+            for i in 0..f.domain() {
+                let x = f.permute(i);
+                assert!(x < f.domain());
+                if x < u64::from(n) {
+                    assert!(!seen[x as usize], "{x} twice for n = {n}");
+                    seen[x as usize] = true;
+                }
+            }
+            assert!(seen.iter().all(|s| *s), "n = {n}");
         }
     }
 }
