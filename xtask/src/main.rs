@@ -12,6 +12,7 @@ use anyhow::{Result, bail};
 
 mod baseline;
 mod bench_apply;
+mod bench_list;
 mod bench_parse;
 mod bench_ports;
 mod bench_scan;
@@ -27,7 +28,7 @@ fn project_root() -> PathBuf {
 
 fn usage() -> &'static str {
     "usage: cargo xtask <task> [args]\n\
-     tasks:\n  bench <what>   run a benchmark (parse, apply)\n  baseline [NNNN]  capture real iptables output for the fixtures\n"
+     tasks:\n  bench <what>   run a benchmark (parse, apply, list)\n  baseline [NNNN]  capture real iptables output for the fixtures\n"
 }
 
 fn main() -> Result<()> {
@@ -42,6 +43,7 @@ fn main() -> Result<()> {
         "e2e" => e2e::run(&project_root(), rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("apply") => bench_apply::run(&rest[1..]),
+            Some("list") => bench_list::run(&project_root(), &rest[1..]),
             Some("scan") => bench_scan::run(&project_root(), &rest[1..]),
             Some("verify") => bench_verify::run(&project_root(), &rest[1..]),
             Some("parse") => bench_parse::run(&project_root(), &rest[1..]),
