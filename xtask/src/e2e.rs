@@ -376,6 +376,31 @@ fn leftovers(pids: &[u32]) -> Result<Vec<String>> {
     Ok(left)
 }
 
+/// A scenario made to fail (its expected table is wrong): the suite must report it and
+/// leave no namespace or listener behind, through the same guards as every scenario.
+fn forced_failure(exe: &Path, nmap: bool, tmp: &Path) -> Result<()> {
+    let dir = tmp.join("9999_forced_failure");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("rules"),
+        "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n",
+    )?;
+    std::fs::write(dir.join("args.txt"), "-p T:22,23\n")?;
+    std::fs::write(
+        dir.join("expect.txt"),
+        "22/tcp filtered no-response\n23/tcp filtered no-response\n",
+    )?;
+    let sc = Scenario { name: "9999_forced_failure".into(), dir };
+    let mut pids = Vec::new();
+    let res = run_scenario(exe, &sc, nmap, false, tmp, &mut pids);
+    ensure!(res.is_err(), "a scenario with a wrong expect.txt passed");
+    ensure!(!pids.is_empty(), "verify did not run");
+    let left = leftovers(&pids)?;
+    ensure!(left.is_empty(), "a failed scenario left {left:?}");
+    println!("ok    forced failure: reported, nothing left behind (ip netns list, ps)");
+    Ok(())
+}
+
 /// Entry point of `cargo xtask e2e`.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let keep = args.iter().any(|a| a == "--keep");
@@ -429,6 +454,15 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             Err(e) => {
                 println!("FAIL  {} ({:.2} s)\n{e:#}", sc.name, t.elapsed().as_secs_f64());
                 failed.push(sc.name.clone());
+            }
+        }
+    }
+    if !keep && filter.is_none() {
+        match forced_failure(&exe, nmap, &tmp) {
+            Ok(()) => passed += 1,
+            Err(e) => {
+                println!("FAIL  forced failure: {e:#}");
+                failed.push("forced failure".to_owned());
             }
         }
     }
