@@ -69,6 +69,9 @@ fn leftovers(pid: u32, marker: &str) -> Vec<String> {
     left
 }
 
+/// A line the report must hold and the rule text printed under it.
+type Needle<'a> = (&'a str, &'a str);
+
 const HEAD: &str = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n";
 
 #[test]
@@ -124,7 +127,7 @@ fn wrong_rulesets_fail_expect_naming_port_and_rule() {
         "src",
         &format!("{HEAD}-A INPUT -s 198.18.5.0/24 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n"),
     );
-    let cases: [(&str, &str, &[(&str, &str)]); 3] = [
+    let cases: [(&str, &str, &[Needle<'_>]); 3] = [
         (
             &drop_first,
             "22/tcp,80/tcp",
