@@ -9,11 +9,12 @@ use nix::fcntl::{Flock, FlockArg};
 use portcullis_rules::{Backend, Family, Ruleset, Table, TableName, validate};
 use portcullis_syntax::{parse_rules_spec, parse_save_as, render_rule};
 
-use crate::cache::{self, Fingerprint, chain_print};
+use crate::cache::{self, Fingerprint};
 use crate::error::{ApplyError, FailureKind, Rejected, RestoreFailure, Span, blamed_token};
 use crate::exec::{Counters, RestoreFlags, Target};
 use crate::guard::{self, GuardReport};
 use crate::plan::{LineSource, Plan, RestoreInput, TableAction, comparable};
+use crate::verify::{self, Expected};
 
 /// How to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +56,9 @@ pub struct Snapshot {
     pub text: String,
     /// Whether `text` is a partial `--noflush` snapshot.
     pub noflush: bool,
+    /// The tables the snapshot can restore (a table of these without a block in `text`
+    /// did not exist).
+    pub covered: Vec<TableName>,
 }
 
 impl Snapshot {
@@ -140,6 +144,7 @@ pub struct Prepared {
     pub snapshot: Snapshot,
     verify: bool,
     want: Option<Ruleset>,
+    record: Option<Fingerprint>,
     timings: Vec<(&'static str, Duration)>,
     _lock: Option<Flock<File>>,
 }
@@ -203,7 +208,51 @@ pub(crate) fn lock_namespace(
 /// Reads the kernel's whole ruleset (`iptables-save -c`).
 pub fn snapshot(target: &Target) -> Result<Snapshot, ApplyError> {
     let text = target.save(None, Counters::Keep)?;
-    Ok(Snapshot { family: target.family, backend: target.backend, text, noflush: false })
+    Ok(Snapshot {
+        family: target.family,
+        backend: target.backend,
+        text,
+        noflush: false,
+        covered: TableName::ALL.to_vec(),
+    })
+}
+
+/// Reads only `tables` (`iptables-save -c -t T` each with nft, whose `-t` fetches one
+/// table; the whole ruleset with legacy, whose `-t` would create absent tables).
+pub fn snapshot_tables(target: &Target, tables: &[TableName]) -> Result<Snapshot, ApplyError> {
+    if target.backend == Backend::Legacy || tables.len() >= 3 {
+        return snapshot(target);
+    }
+    // `iptables-nft-save -t T` prints an empty table also when T does not exist; nft(8)
+    // says which exist (when it is installed).
+    let existing = nft_tables(target);
+    let mut text = String::new();
+    for t in tables {
+        if existing.as_ref().is_some_and(|e| !e.contains(t.as_str())) {
+            continue;
+        }
+        text.push_str(&target.save(Some(*t), Counters::Keep)?);
+    }
+    Ok(Snapshot {
+        family: target.family,
+        backend: target.backend,
+        text,
+        noflush: false,
+        covered: tables.to_vec(),
+    })
+}
+
+/// The iptables tables nft holds for the target's family, when `nft` can tell.
+fn nft_tables(target: &Target) -> Option<HashSet<String>> {
+    let family = match target.family {
+        Family::V4 => "ip",
+        Family::V6 => "ip6",
+    };
+    let mut c = target.command("nft");
+    c.args(["list", "tables", family]).stdin(std::process::Stdio::null());
+    let out = c.output().ok().filter(|o| o.status.success())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(text.lines().filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned)).collect())
 }
 
 /// Checks, locks and plans an apply of `desired` to `target`, without touching the
@@ -214,19 +263,40 @@ pub fn prepare(
     target: &Target,
     opts: &ApplyOptions,
 ) -> Result<Prepared, ApplyError> {
+    prepare_inner(desired, target, opts, false)
+}
+
+/// [`prepare`], with a snapshot of every table the apply changes, so that the whole apply
+/// can be undone after it succeeded (confirm-or-revert, or a later family failing). A
+/// plain [`prepare`] skips the snapshot of the table applied last: nothing after it can
+/// fail.
+pub fn prepare_reversible(
+    desired: &Ruleset,
+    target: &Target,
+    opts: &ApplyOptions,
+) -> Result<Prepared, ApplyError> {
+    prepare_inner(desired, target, opts, true)
+}
+
+fn prepare_inner(
+    desired: &Ruleset,
+    target: &Target,
+    opts: &ApplyOptions,
+    keep_backup: bool,
+) -> Result<Prepared, ApplyError> {
     // The model's checks and the guard run beside the reading of the kernel (both only
     // read); nothing is written before both are done.
     let mut timings = Vec::new();
     let (checked, kernel) = std::thread::scope(|s| {
         let check = s.spawn(|| timed(|| check(desired, opts)));
-        let kernel = timed(|| read_kernel(desired, target, opts));
+        let kernel = timed(|| read_kernel(desired, target, opts, keep_backup));
         let checked = check.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
         (checked, kernel)
     });
     timings.push(("[validate + guard]", checked.1));
     timings.push(("lock + snapshot + plan", kernel.1));
     let report = checked.0?;
-    let (lock, plan, snap, want) = kernel.0?;
+    let (lock, plan, snap, want, record) = kernel.0?;
     let (input, took) = timed(|| plan.restore_input(desired));
     timings.push(("render restore input", took));
     Ok(Prepared {
@@ -238,6 +308,7 @@ pub fn prepare(
         snapshot: snap,
         verify: opts.verify,
         want,
+        record,
         timings,
         _lock: Some(lock),
     })
@@ -266,58 +337,77 @@ fn check(desired: &Ruleset, opts: &ApplyOptions) -> Result<GuardReport, ApplyErr
     Ok(report)
 }
 
-type KernelState = (Flock<File>, Plan, Snapshot, Option<Ruleset>);
+type KernelState = (Flock<File>, Plan, Snapshot, Option<Ruleset>, Option<Fingerprint>);
 
 /// Takes the namespace's apply lock, snapshots the kernel and plans.
 fn read_kernel(
     desired: &Ruleset,
     target: &Target,
     opts: &ApplyOptions,
+    keep_backup: bool,
 ) -> Result<KernelState, ApplyError> {
     let lock = lock_namespace(target.netns.as_deref(), opts.lock_wait)?;
-    let (plan, snap, want) = if opts.incremental {
-        let want = comparable(desired, target.backend);
-        let (plan, snap) = match cache::load(target) {
-            Some(fp) if fp_covers(&fp, &want) && canary_ok(target, &fp, &want)? => {
-                let plan = Plan::incremental_from(&fp, &want);
-                let snap = partial_snapshot(target, &plan)?;
-                (plan, snap)
-            }
-            _ => {
-                let snap = snapshot(target)?;
-                let current = parse_save_as(&snap.text, target.family)
-                    .map_err(|e| ApplyError::Readback(Box::new(e)))?;
-                let fp = Fingerprint::of(&comparable(&current, target.backend));
-                (Plan::incremental_from(&fp, &want), snap)
-            }
-        };
-        (plan, snap, Some(want))
-    } else {
-        (Plan::full(desired), snapshot(target)?, None)
-    };
-    Ok((lock, plan, snap, want))
-}
-
-/// Whether the record covers every table of `want` (else the kernel is read).
-fn fp_covers(fp: &Fingerprint, want: &Ruleset) -> bool {
-    want.tables.iter().all(|t| fp.tables.contains_key(&t.name))
+    if !opts.incremental {
+        let plan = Plan::full(desired);
+        let mut need: Vec<TableName> = plan.tables.iter().map(|(t, _)| *t).collect();
+        if !keep_backup {
+            // The last table commits last: nothing after it can fail.
+            need.pop();
+        }
+        return Ok((lock, plan, snapshot_tables(target, &need)?, None, None));
+    }
+    if let Some(fp) = cache::load(target) {
+        let covers = desired.tables.iter().all(|t| fp.tables.contains_key(&t.name));
+        if covers && canary_ok(target, &fp, desired)? {
+            let plan = Plan::incremental_from(&fp, &cache::raw_want(desired), true);
+            let snap = partial_snapshot(target, &plan)?;
+            return Ok((lock, plan, snap, None, Some(fp)));
+        }
+    }
+    let snap = snapshot(target)?;
+    let current =
+        parse_save_as(&snap.text, target.family).map_err(|e| ApplyError::Readback(Box::new(e)))?;
+    let want = comparable(desired, target.backend);
+    let fp = Fingerprint::of(&comparable(&current, target.backend));
+    let plan = Plan::incremental_from(&fp, &cache::canon_want(&want), false);
+    Ok((lock, plan, snap, Some(want), None))
 }
 
 /// kube-proxy's canary check: the builtin chains of every table still hold what
 /// portcullis last applied (a flush by another tool, or a reboot, shows here).
-fn canary_ok(target: &Target, fp: &Fingerprint, want: &Ruleset) -> Result<bool, ApplyError> {
-    for t in &want.tables {
+fn canary_ok(target: &Target, fp: &Fingerprint, desired: &Ruleset) -> Result<bool, ApplyError> {
+    for t in &desired.tables {
         let Some(chains) = fp.tables.get(&t.name) else { return Ok(false) };
         let names: Vec<String> = t.name.builtin_chains().iter().map(|c| (*c).to_owned()).collect();
         let got = read_chains(target, t.name, &names)?;
         for n in &names {
-            let Some(c) = got.chain(n) else { return Ok(false) };
-            if chains.get(n.as_str()) != Some(&chain_print(c)) {
+            let (Some(c), Some(rec)) = (got.chain(n), chains.get(n.as_str())) else {
+                return Ok(false);
+            };
+            let policy = c.policy.map_or("-", |p| p.as_str());
+            if rec.policy != policy || rec.canon != cache::hash_rules(&c.rules) {
                 return Ok(false);
             }
         }
     }
     Ok(true)
+}
+
+/// Some chains of `desired` in comparable form (builtins it leaves out come back empty).
+fn comparable_chains(
+    desired: &Ruleset,
+    table: TableName,
+    names: &[String],
+    backend: Backend,
+) -> Table {
+    let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut t = Table::new(table);
+    if let Some(src) = desired.table(table) {
+        t.chains =
+            src.chains.iter().filter(|c| wanted.contains(c.name.as_str())).cloned().collect();
+    }
+    let rs = comparable(&Ruleset { family: desired.family, tables: vec![t] }, backend);
+    rs.tables.into_iter().next().unwrap_or_else(|| Table::new(table))
 }
 
 /// Some chains of a table as the kernel holds them, in comparable form: `-S CHAIN` each
@@ -394,7 +484,8 @@ fn partial_snapshot(target: &Target, plan: &Plan) -> Result<Snapshot, ApplyError
         }
         text.push_str("COMMIT\n");
     }
-    Ok(Snapshot { family: target.family, backend: target.backend, text, noflush: true })
+    let covered = plan.tables.iter().map(|(t, _)| *t).collect();
+    Ok(Snapshot { family: target.family, backend: target.backend, text, noflush: true, covered })
 }
 
 /// Validates, guards, snapshots and applies `desired` in one go. On failure every table
@@ -422,26 +513,45 @@ impl Prepared {
         }
         cache::forget(&self.target);
         let flags = RestoreFlags { noflush: self.input.noflush, ..RestoreFlags::default() };
+        let replaced: Vec<TableName> = self
+            .plan
+            .tables
+            .iter()
+            .filter(|(_, a)| *a == TableAction::Replace)
+            .map(|(t, _)| *t)
+            .collect();
         // The restore runs in the kernel and in its own process; meanwhile the canonical
-        // form the read-back compares against is computed here.
-        let ((result, restore_took), (want, want_took)) = std::thread::scope(|s| {
+        // form, the expected text and the record are computed here.
+        let fast = self.record.is_some();
+        let (verify_on, backend) = (self.verify, self.target.backend);
+        let want_in = self.want.take();
+        let desired = &self.desired;
+        let ((result, restore_took), (prep, prep_took)) = std::thread::scope(|s| {
             let restore = s.spawn(|| timed(|| self.target.restore(&self.input.text, flags)));
-            let want = timed(|| match self.want.take() {
-                Some(w) => w,
-                None => comparable(&self.desired, self.target.backend),
+            let prep = timed(|| {
+                if fast {
+                    return None;
+                }
+                let want = want_in.unwrap_or_else(|| comparable(desired, backend));
+                let exp = if verify_on {
+                    verify::expected(&want, &replaced)
+                } else {
+                    Expected::default()
+                };
+                let record = Fingerprint::record(desired, &want);
+                Some((want, exp, record))
             });
-            (restore.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), want)
+            (restore.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), prep)
         });
-        self.timings.push(("[canonical form]", want_took));
+        self.timings.push(("[canonical form, expected text, record]", prep_took));
         self.timings.push(("iptables-restore", restore_took));
         if let Err(failure) = result {
             return Err(self.fail(failure));
         }
-        let (drift, took) =
-            timed(|| if self.verify { self.readback(&want) } else { Ok(Vec::new()) });
-        let drift = drift?;
+        let (done, took) = timed(|| self.readback(&replaced, prep));
+        let (drift, record) = done?;
         self.timings.push(("read back + compare", took));
-        let ((), took) = timed(|| cache::remember(&self.target, &want));
+        let ((), took) = timed(|| cache::store(&self.target, &record));
         self.timings.push(("record", took));
         Ok(Applied { plan: self.plan, snapshot: self.snapshot, drift, timings: self.timings })
     }
@@ -499,107 +609,65 @@ impl Prepared {
         0
     }
 
-    fn readback(&self, want: &Ruleset) -> Result<Vec<Drift>, ApplyError> {
+    /// Reads back what was written and returns the drift and the new record.
+    fn readback(
+        &self,
+        replaced: &[TableName],
+        prep: Option<(Ruleset, Expected, Fingerprint)>,
+    ) -> Result<(Vec<Drift>, Fingerprint), ApplyError> {
         let mut drift = Vec::new();
-        let full_tables: Vec<TableName> = self
-            .plan
-            .tables
-            .iter()
-            .filter(|(_, a)| *a == TableAction::Replace)
-            .map(|(t, _)| *t)
-            .collect();
-        if !full_tables.is_empty() {
-            let text = if full_tables.len() == 1 {
-                self.target.save(Some(full_tables[0]), Counters::Drop)?
+        let (want, exp, mut record) = match prep {
+            Some((w, e, r)) => (Some(w), e, r),
+            None => (None, Expected::default(), self.record.clone().unwrap_or_default()),
+        };
+        if self.verify && !replaced.is_empty() {
+            let text = if replaced.len() == 1 {
+                self.target.save(Some(replaced[0]), Counters::Drop)?
             } else {
                 self.target.save(None, Counters::Drop)?
             };
-            let got = parse_save_as(&text, self.target.family)
-                .map_err(|e| ApplyError::Readback(Box::new(e)))?;
-            let got = comparable(&got, self.target.backend);
-            for t in &full_tables {
-                let (Some(w), g) = (want.table(*t), got.table(*t)) else { continue };
-                diff_tables(w, g, None, &mut drift);
-            }
+            verify::compare_save(&exp, &text, self.target.family, self.target.backend, &mut drift)?;
         }
         for (t, action) in &self.plan.tables {
-            let TableAction::Patch { policies, rewrite, create, .. } = action else { continue };
-            let Some(w) = want.table(*t) else { continue };
+            let TableAction::Patch { policies, rewrite, create, delete } = action else {
+                continue;
+            };
             let mut names: Vec<String> =
                 policies.iter().chain(rewrite).chain(create).cloned().collect();
             names.sort();
             names.dedup();
-            let got = read_chains(&self.target, *t, &names)?;
-            let only: HashSet<&str> = names.iter().map(String::as_str).collect();
-            diff_tables(w, Some(&got), Some(&only), &mut drift);
-        }
-        Ok(drift)
-    }
-}
-
-/// Compares a table of the ruleset with the kernel's (both comparable); `only` limits the
-/// comparison to some chains.
-fn diff_tables(
-    want: &Table,
-    got: Option<&Table>,
-    only: Option<&HashSet<&str>>,
-    out: &mut Vec<Drift>,
-) {
-    let empty = Table::new(want.name);
-    let got = got.unwrap_or(&empty);
-    let got_chains: HashMap<&str, &portcullis_rules::Chain> =
-        got.chains.iter().map(|c| (c.name.as_str(), c)).collect();
-    for w in &want.chains {
-        if only.is_some_and(|o| !o.contains(w.name.as_str())) {
-            continue;
-        }
-        let name = w.name.as_str().to_owned();
-        let Some(g) = got_chains.get(w.name.as_str()) else {
-            out.push(Drift {
-                table: want.name,
-                chain: name,
-                missing: vec![],
-                unexpected: vec![],
-                note: Some("chain missing in the kernel".into()),
-            });
-            continue;
-        };
-        let note = (w.policy != g.policy)
-            .then(|| format!("policy {} in the kernel, {} in the ruleset", policy(g), policy(w)));
-        if w.rules == g.rules && note.is_none() {
-            continue;
-        }
-        let render = |c: &portcullis_rules::Chain| -> Vec<String> {
-            c.rules.iter().map(|r| render_rule(c.name.as_str(), r)).collect()
-        };
-        let (wr, gr) = (render(w), render(g));
-        let (ws, gs): (HashSet<&String>, HashSet<&String>) =
-            (wr.iter().collect(), gr.iter().collect());
-        let missing: Vec<String> = wr.iter().filter(|r| !gs.contains(r)).cloned().collect();
-        let unexpected: Vec<String> = gr.iter().filter(|r| !ws.contains(r)).cloned().collect();
-        let note = note.or_else(|| {
-            (missing.is_empty() && unexpected.is_empty()).then(|| "rule order differs".to_owned())
-        });
-        out.push(Drift { table: want.name, chain: name, missing, unexpected, note });
-    }
-    if only.is_none() {
-        let wanted: HashSet<&str> = want.chains.iter().map(|c| c.name.as_str()).collect();
-        for g in &got.chains {
-            if !wanted.contains(g.name.as_str()) {
-                out.push(Drift {
-                    table: want.name,
-                    chain: g.name.as_str().to_owned(),
-                    missing: vec![],
-                    unexpected: vec![],
-                    note: Some("chain in the kernel but not in the ruleset".into()),
-                });
+            let wanted = match &want {
+                Some(w) => w.table(*t).cloned().unwrap_or_else(|| Table::new(*t)),
+                None => comparable_chains(&self.desired, *t, &names, self.target.backend),
+            };
+            if self.verify {
+                let got = read_chains(&self.target, *t, &names)?;
+                verify::compare_chains(&wanted, &got, &names, &mut drift);
+            }
+            if want.is_none() {
+                // Fast path: bring the old record up to date for the chains written.
+                let raw: HashMap<String, u64> = cache::raw_want(&self.desired)
+                    .into_iter()
+                    .filter(|(tt, _)| tt == t)
+                    .flat_map(|(_, cs)| cs.into_iter().map(|c| (c.name, c.key)))
+                    .collect();
+                let entry = record.tables.entry(*t).or_default();
+                for n in &names {
+                    let Some(c) = wanted.chain(n) else { continue };
+                    let print = cache::ChainPrint {
+                        policy: c.policy.map_or("-", |p| p.as_str()).to_owned(),
+                        canon: cache::hash_rules(&c.rules),
+                        raw: raw.get(n).copied().unwrap_or(0),
+                    };
+                    entry.insert(n.clone(), print);
+                }
+                for n in delete {
+                    entry.remove(n);
+                }
             }
         }
+        Ok((drift, record))
     }
-}
-
-fn policy(c: &portcullis_rules::Chain) -> &'static str {
-    c.policy.map_or("-", |p| p.as_str())
 }
 
 /// Restores `tables` from `snapshot` in one iptables-restore run (`--counters`). A table
@@ -618,6 +686,12 @@ pub fn revert(
     let mut input = String::new();
     let mut absent = Vec::new();
     for t in tables {
+        if !snapshot.covered.contains(t) {
+            return Err(RestoreFailure::parse(
+                None,
+                &format!("the snapshot does not hold table {t}: it cannot be restored"),
+            ));
+        }
         match snapshot.block(*t) {
             Some(b) => input.push_str(&b),
             None => {

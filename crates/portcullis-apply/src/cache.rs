@@ -3,59 +3,141 @@
 //! kernel back, and checks canary chains to notice that someone flushed a table).
 //!
 //! The record lives in the state directory (`<key>/applied.v4`): one line per chain,
-//! `table chain policy hash`, where the hash covers the chain's rules in canonical form.
-//! It is removed when an apply starts and written when it succeeds, and removed by every
-//! revert, so a stale record never outlives the state it describes.
+//! `table chain policy canon raw`. `canon` hashes the chain's rules in canonical form (what
+//! the kernel prints, so the canary can compare); `raw` hashes them as the user wrote them
+//! (so planning needs no canonicalisation: an unchanged file hashes the same). The record
+//! is removed when an apply starts, written when it succeeds, and removed by every revert,
+//! so it never outlives the state it describes.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 
-use portcullis_rules::{Chain, Family, Ruleset, TableName};
+use portcullis_rules::{Family, Rule, Ruleset, TableName};
 
 use crate::exec::Target;
 
-/// One chain as recorded: builtin or not, its policy, and a hash of its rules.
+/// One chain as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChainPrint {
+    /// The policy of a builtin chain, `-` for a user chain.
     pub(crate) policy: String,
-    pub(crate) hash: u64,
+    /// Hash of the rules in canonical form.
+    pub(crate) canon: u64,
+    /// Hash of the rules as written (0 when unknown: read from the kernel).
+    pub(crate) raw: u64,
 }
 
-/// The chains of every table of a ruleset, by name.
+/// The chains of every table, by name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Fingerprint {
     pub(crate) tables: HashMap<TableName, HashMap<String, ChainPrint>>,
 }
 
-pub(crate) fn chain_print(c: &Chain) -> ChainPrint {
+/// One chain of the new ruleset as the planner compares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WantChain {
+    pub(crate) name: String,
+    pub(crate) builtin: bool,
+    pub(crate) policy: String,
+    /// The hash compared: canonical or raw, depending on the plan.
+    pub(crate) key: u64,
+}
+
+/// The new ruleset, table by table, chains in order (missing builtins added, empty).
+pub(crate) type Want = Vec<(TableName, Vec<WantChain>)>;
+
+pub(crate) fn hash_rules(rules: &[Rule]) -> u64 {
     let mut h = DefaultHasher::new();
-    c.rules.hash(&mut h);
-    ChainPrint { policy: c.policy.map_or("-", |p| p.as_str()).to_owned(), hash: h.finish() }
+    rules.hash(&mut h);
+    h.finish()
+}
+
+fn want_of(rs: &Ruleset) -> Want {
+    rs.tables
+        .iter()
+        .map(|t| {
+            let mut chains: Vec<WantChain> = t
+                .chains
+                .iter()
+                .map(|c| WantChain {
+                    name: c.name.as_str().to_owned(),
+                    builtin: c.is_builtin(),
+                    policy: c.policy.map_or("-", |p| p.as_str()).to_owned(),
+                    key: hash_rules(&c.rules),
+                })
+                .collect();
+            for b in t.name.builtin_chains() {
+                if !t.has_chain(b) {
+                    chains.push(WantChain {
+                        name: (*b).to_owned(),
+                        builtin: true,
+                        policy: "ACCEPT".to_owned(),
+                        key: hash_rules(&[]),
+                    });
+                }
+            }
+            (t.name, chains)
+        })
+        .collect()
+}
+
+/// The ruleset as written, keyed by raw hashes.
+pub(crate) fn raw_want(desired: &Ruleset) -> Want {
+    want_of(desired)
+}
+
+/// The ruleset in comparable form, keyed by canonical hashes.
+pub(crate) fn canon_want(comparable: &Ruleset) -> Want {
+    want_of(comparable)
 }
 
 impl Fingerprint {
-    /// The fingerprint of a ruleset already in comparable form.
+    /// The fingerprint of a ruleset in comparable form (raw hashes unknown).
     pub(crate) fn of(rs: &Ruleset) -> Self {
         let tables = rs
             .tables
             .iter()
             .map(|t| {
-                (
-                    t.name,
-                    t.chains.iter().map(|c| (c.name.as_str().to_owned(), chain_print(c))).collect(),
-                )
+                let chains = t
+                    .chains
+                    .iter()
+                    .map(|c| {
+                        let p = ChainPrint {
+                            policy: c.policy.map_or("-", |p| p.as_str()).to_owned(),
+                            canon: hash_rules(&c.rules),
+                            raw: 0,
+                        };
+                        (c.name.as_str().to_owned(), p)
+                    })
+                    .collect();
+                (t.name, chains)
             })
             .collect();
         Self { tables }
+    }
+
+    /// The record of a successful apply: canonical hashes from `comparable`, raw hashes
+    /// from `desired` (the same ruleset as written).
+    pub(crate) fn record(desired: &Ruleset, comparable: &Ruleset) -> Self {
+        let mut fp = Self::of(comparable);
+        for (t, chains) in raw_want(desired) {
+            let Some(table) = fp.tables.get_mut(&t) else { continue };
+            for c in chains {
+                if let Some(p) = table.get_mut(&c.name) {
+                    p.raw = c.key;
+                }
+            }
+        }
+        fp
     }
 
     fn to_text(&self) -> String {
         let mut s = String::new();
         for (t, chains) in &self.tables {
             for (name, p) in chains {
-                let _ = writeln!(s, "{t} {name} {} {:016x}", p.policy, p.hash);
+                let _ = writeln!(s, "{t} {name} {} {:016x} {:016x}", p.policy, p.canon, p.raw);
             }
         }
         s
@@ -65,13 +147,12 @@ impl Fingerprint {
         let mut fp = Self::default();
         for l in text.lines() {
             let f: Vec<&str> = l.split(' ').collect();
-            let [t, name, policy, hash] = f[..] else { return None };
+            let [t, name, policy, canon, raw] = f[..] else { return None };
             let t: TableName = t.parse().ok()?;
-            let hash = u64::from_str_radix(hash, 16).ok()?;
-            fp.tables
-                .entry(t)
-                .or_default()
-                .insert(name.to_owned(), ChainPrint { policy: policy.to_owned(), hash });
+            let canon = u64::from_str_radix(canon, 16).ok()?;
+            let raw = u64::from_str_radix(raw, 16).ok()?;
+            let p = ChainPrint { policy: policy.to_owned(), canon, raw };
+            fp.tables.entry(t).or_default().insert(name.to_owned(), p);
         }
         Some(fp)
     }
@@ -90,14 +171,9 @@ pub(crate) fn forget(target: &Target) {
     let _ = std::fs::remove_file(path(target));
 }
 
-/// Records what was applied (in comparable form).
-pub(crate) fn remember(target: &Target, applied: &Ruleset) {
-    let p = path(target);
-    let mut fp = load(target).unwrap_or_default();
-    for (t, chains) in Fingerprint::of(applied).tables {
-        fp.tables.insert(t, chains);
-    }
-    let _ = crate::persist::write_atomic(&p, fp.to_text().as_bytes(), 0o600);
+/// Writes the record of `target`.
+pub(crate) fn store(target: &Target, fp: &Fingerprint) {
+    let _ = crate::persist::write_atomic(&path(target), fp.to_text().as_bytes(), 0o600);
 }
 
 /// The record of `target`, if there is one.
@@ -110,15 +186,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn text_round_trip() {
-        let rs = portcullis_syntax::parse_save(
-            "*filter\n:INPUT DROP [0:0]\n:X - [0:0]\n-A INPUT -j X\n-A X -j ACCEPT\nCOMMIT\n",
-        )
-        .expect("parses");
-        let fp = Fingerprint::of(&rs);
+    fn text_round_trip_and_raw_hashes() {
+        let text = "*filter\n:INPUT DROP [0:0]\n:X - [0:0]\n-A INPUT -j X\n-A X -p tcp --dport ssh -j ACCEPT\nCOMMIT\n";
+        let rs = portcullis_syntax::parse_save(text).expect("parses");
+        let c = crate::plan::comparable(&rs, portcullis_rules::Backend::Nft);
+        let fp = Fingerprint::record(&rs, &c);
         assert_eq!(Fingerprint::parse(&fp.to_text()), Some(fp.clone()));
         let x = &fp.tables[&TableName::Filter]["X"];
         assert_eq!(x.policy, "-");
-        assert_ne!(x.hash, fp.tables[&TableName::Filter]["INPUT"].hash);
+        // Canonical form writes the port as a number: the two hashes differ.
+        assert_ne!(x.canon, x.raw);
+        assert_eq!(x.raw, raw_want(&rs)[0].1.iter().find(|w| w.name == "X").expect("X").key);
+        // The builtins the file leaves out are recorded too.
+        assert!(fp.tables[&TableName::Filter].contains_key("FORWARD"));
     }
 }

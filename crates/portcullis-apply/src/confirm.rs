@@ -343,7 +343,9 @@ fn revert_pending(dir: &Path, family: Family) -> Result<Outcome, ApplyError> {
         .ok_or_else(|| ApplyError::Confirm("unreadable pending record".into()))?;
     let backup = file(dir, "backup", family);
     let snap_text = std::fs::read_to_string(&backup).map_err(|e| ApplyError::io(&backup, e))?;
-    let snap = Snapshot { family, backend: p.backend, text: snap_text, noflush: p.noflush };
+    let covered = p.tables.clone();
+    let snap =
+        Snapshot { family, backend: p.backend, text: snap_text, noflush: p.noflush, covered };
     // Wait for an apply still running on the namespace (it may be the one to undo).
     let ns_lock = lock_namespace(p.netns.as_deref(), Duration::from_secs(60));
     let outcome = match revert(&p.target(), &snap, &p.tables) {

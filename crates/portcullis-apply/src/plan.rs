@@ -5,7 +5,7 @@ use std::fmt::{self, Write as _};
 
 use portcullis_rules::{Backend, Chain, Ruleset, Table, TableName, canonicalize};
 
-use crate::cache::{ChainPrint, Fingerprint, chain_print};
+use crate::cache::{ChainPrint, Fingerprint, Want, WantChain, canon_want};
 
 /// How the whole input is fed to iptables-restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,33 +140,40 @@ pub fn comparable(rs: &Ruleset, backend: Backend) -> Ruleset {
 }
 
 impl Plan {
-    /// Flush and reload every table of `desired`.
+    /// Flush and reload every table of `desired`. The table with the most rules goes
+    /// last: a table that fails leaves only the tables before it to roll back, so only
+    /// those need a snapshot, and the big one never does.
     pub fn full(desired: &Ruleset) -> Self {
-        Self {
-            mode: Mode::Full,
-            tables: desired.tables.iter().map(|t| (t.name, TableAction::Replace)).collect(),
+        let mut tables: Vec<(TableName, TableAction)> =
+            desired.tables.iter().map(|t| (t.name, TableAction::Replace)).collect();
+        let count = |n: TableName| {
+            desired.table(n).map_or(0, |t| t.chains.iter().map(|c| c.rules.len()).sum::<usize>())
+        };
+        if let Some(big) = (0..tables.len()).max_by_key(|&i| (count(tables[i].0), i)) {
+            let t = tables.remove(big);
+            tables.push(t);
         }
+        Self { mode: Mode::Full, tables }
     }
 
     /// Rewrite only what differs between `current` (what the kernel holds, as read back)
     /// and `desired`, both compared in canonical form for `backend`.
     pub fn incremental(current: &Ruleset, desired: &Ruleset, backend: Backend) -> Self {
         let cur = Fingerprint::of(&comparable(current, backend));
-        Self::incremental_from(&cur, &comparable(desired, backend))
+        Self::incremental_from(&cur, &canon_want(&comparable(desired, backend)), false)
     }
 
-    /// The incremental plan from a fingerprint of the current state to `want` (in
-    /// comparable form).
-    pub(crate) fn incremental_from(cur: &Fingerprint, want: &Ruleset) -> Self {
+    /// The incremental plan from a fingerprint of the current state to `want`, comparing
+    /// raw hashes (`by_raw`, against portcullis' own record) or canonical ones.
+    pub(crate) fn incremental_from(cur: &Fingerprint, want: &Want, by_raw: bool) -> Self {
         let tables = want
-            .tables
             .iter()
-            .map(|t| {
-                let action = match cur.tables.get(&t.name) {
+            .map(|(t, chains)| {
+                let action = match cur.tables.get(t) {
                     None => TableAction::Replace,
-                    Some(c) => diff_table(c, t),
+                    Some(c) => diff_table(c, chains, by_raw),
                 };
-                (t.name, action)
+                (*t, action)
             })
             .collect();
         Self { mode: Mode::Incremental, tables }
@@ -187,20 +194,23 @@ impl Plan {
         };
         for (name, action) in &self.tables {
             let Some(table) = desired.table(*name) else { continue };
-            let mut table = table.clone();
-            table.complete_builtins();
             match action {
                 TableAction::Unchanged => {}
                 TableAction::Replace => {
-                    whole_table(&mut out, &table, self.mode == Mode::Incremental)
+                    whole_table(&mut out, table, self.mode == Mode::Incremental);
                 }
                 TableAction::Patch { policies, rewrite, create, delete } => {
-                    patch_table(&mut out, &table, policies, rewrite, create, delete);
+                    patch_table(&mut out, table, policies, rewrite, create, delete);
                 }
             }
         }
         out
     }
+}
+
+/// The builtin chains of `table` the ruleset leaves out (they load as ACCEPT, empty).
+fn missing_builtins(table: &Table) -> Vec<&'static str> {
+    table.name.builtin_chains().iter().copied().filter(|b| !table.has_chain(b)).collect()
 }
 
 fn chain_line(c: &Chain) -> String {
@@ -216,15 +226,21 @@ fn push_rules(out: &mut RestoreInput, t: TableName, c: &Chain) {
 
 fn whole_table(out: &mut RestoreInput, table: &Table, noflush: bool) {
     let t = table.name;
+    let missing = missing_builtins(table);
     out.push(&format!("*{t}"), LineSource::Header(t));
     for c in &table.chains {
         out.push(&chain_line(c), LineSource::ChainLine(t, c.origin.line));
     }
-    for c in &table.chains {
-        if noflush && c.is_builtin() {
-            // With --noflush a builtin chain line does not flush the chain.
-            out.push(&format!("-F {}", c.name), LineSource::Rule(t, c.origin.line));
+    for b in &missing {
+        out.push(&format!(":{b} ACCEPT [0:0]"), LineSource::ChainLine(t, 0));
+    }
+    if noflush {
+        // With --noflush a builtin chain line does not flush the chain.
+        for b in t.builtin_chains() {
+            out.push(&format!("-F {b}"), LineSource::Rule(t, 0));
         }
+    }
+    for c in &table.chains {
         push_rules(out, t, c);
     }
     out.push("COMMIT", LineSource::Commit(t));
@@ -239,25 +255,30 @@ fn patch_table(
     delete: &[String],
 ) {
     let t = table.name;
-    let set = |v: &[String]| -> HashSet<String> { v.iter().cloned().collect() };
-    let (policies, rewrite, create) = (set(policies), set(rewrite), set(create));
-    let has = |s: &HashSet<String>, n: &str| s.contains(n);
+    let chains: HashMap<&str, &Chain> = table.chains.iter().map(|c| (c.name.as_str(), c)).collect();
     out.push(&format!("*{t}"), LineSource::Header(t));
-    for c in &table.chains {
-        let user_new =
-            !c.is_builtin() && (has(&rewrite, c.name.as_str()) || has(&create, c.name.as_str()));
-        if user_new || (c.is_builtin() && has(&policies, c.name.as_str())) {
+    // Chain lines: new policies, and every user chain written (which flushes it).
+    for name in policies {
+        match chains.get(name.as_str()) {
+            Some(c) => out.push(&chain_line(c), LineSource::ChainLine(t, c.origin.line)),
+            None => out.push(&format!(":{name} ACCEPT [0:0]"), LineSource::ChainLine(t, 0)),
+        }
+    }
+    for name in rewrite.iter().chain(create) {
+        if let Some(c) = chains.get(name.as_str()).filter(|c| !c.is_builtin()) {
             out.push(&chain_line(c), LineSource::ChainLine(t, c.origin.line));
         }
     }
     for name in delete {
         out.push(&format!(":{name} - [0:0]"), LineSource::ChainLine(t, 0));
     }
-    for c in &table.chains {
-        if has(&rewrite, c.name.as_str()) || has(&create, c.name.as_str()) {
-            if c.is_builtin() {
-                out.push(&format!("-F {}", c.name), LineSource::Rule(t, c.origin.line));
-            }
+    for name in rewrite.iter().chain(create) {
+        let c = chains.get(name.as_str());
+        if c.is_none_or(|c| c.is_builtin()) {
+            let line = c.map_or(0, |c| c.origin.line);
+            out.push(&format!("-F {name}"), LineSource::Rule(t, line));
+        }
+        if let Some(c) = c {
             push_rules(out, t, c);
         }
     }
@@ -267,24 +288,23 @@ fn patch_table(
     out.push("COMMIT", LineSource::Commit(t));
 }
 
-fn diff_table(cur: &HashMap<String, ChainPrint>, want: &Table) -> TableAction {
+fn diff_table(cur: &HashMap<String, ChainPrint>, want: &[WantChain], by_raw: bool) -> TableAction {
     let (mut policies, mut rewrite, mut create, mut delete) = (vec![], vec![], vec![], vec![]);
-    for c in &want.chains {
-        let name = c.name.as_str().to_owned();
-        let p = chain_print(c);
-        match cur.get(&name) {
-            None => create.push(name),
+    for c in want {
+        match cur.get(&c.name) {
+            None => create.push(c.name.clone()),
             Some(old) => {
-                if c.is_builtin() && old.policy != p.policy {
-                    policies.push(name.clone());
+                if c.builtin && old.policy != c.policy {
+                    policies.push(c.name.clone());
                 }
-                if old.hash != p.hash {
-                    rewrite.push(name);
+                let old_key = if by_raw { old.raw } else { old.canon };
+                if old_key != c.key {
+                    rewrite.push(c.name.clone());
                 }
             }
         }
     }
-    let wanted: HashSet<&str> = want.chains.iter().map(|c| c.name.as_str()).collect();
+    let wanted: HashSet<&str> = want.iter().map(|c| c.name.as_str()).collect();
     for (name, old) in cur {
         if old.policy == "-" && !wanted.contains(name.as_str()) {
             delete.push(name.clone());

@@ -169,8 +169,9 @@ fn load_before(ns: &Netns, t: &Target) -> String {
     raw_state(t)
 }
 
-/// A good filter table, then a nat table with a rule iptables-restore refuses.
-const FAILS_LATE: &str = "# a good filter table, then a bad nat table\n*filter\n:INPUT ACCEPT [0:0]\n:NEW - [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -j NEW\n-A NEW -p tcp --dport 443 -j ACCEPT\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 198.18.0.1:8080\n-A PREROUTING -p tcp --dport 81 -m nosuchmodule --frob 1 -j ACCEPT\nCOMMIT\n";
+/// A good filter table, then a bigger nat table (applied last) with a rule iptables-restore
+/// refuses.
+const FAILS_LATE: &str = "# a good filter table, then a bad nat table\n*filter\n:INPUT ACCEPT [0:0]\n:NEW - [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -j NEW\n-A NEW -p tcp --dport 443 -j ACCEPT\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp --dport 80 -j DNAT --to-destination 198.18.0.1:8080\n-A PREROUTING -p tcp --dport 82 -j DNAT --to-destination 198.18.0.1:8082\n-A PREROUTING -p tcp --dport 83 -j DNAT --to-destination 198.18.0.1:8083\n-A PREROUTING -p tcp --dport 81 -m nosuchmodule --frob 1 -j ACCEPT\nCOMMIT\n";
 
 /// A rule that refers to an ipset that does not exist: refused by iptables, not by the
 /// model.
@@ -194,7 +195,7 @@ fn failing_later_table_changes_nothing_and_names_the_line() {
         return;
     }
     for backend in BACKENDS {
-        for (text, bad_line, token) in [(FAILS_LATE, 12, "nosuchmodule"), (NO_SUCH_SET, 8, "")] {
+        for (text, bad_line, token) in [(FAILS_LATE, 14, "nosuchmodule"), (NO_SUCH_SET, 8, "")] {
             let ns = Netns::create("applyfail").expect("namespace");
             let _state = StateGuard::of(&ns);
             let t = target(&ns, Family::V4, backend);

@@ -86,12 +86,19 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     opts.incremental = args.incremental;
     opts.force = args.force;
     opts.verify = !args.no_verify;
+    // A confirm-or-revert, or a second family that may fail, needs the whole old state.
+    let reversible = args.confirm.is_some() || loaded.rulesets.len() > 1;
     let mut done: Vec<(Target, Applied)> = Vec::new();
     let mut armed = Vec::new();
     for rs in &loaded.rulesets {
         let backend = backend_for(netns, rs.family, args.backend)?;
         let target = Target::new(netns, rs.family, backend);
-        let prepared = match portcullis_apply::prepare(rs, &target, &opts) {
+        let prepared = if reversible {
+            portcullis_apply::prepare_reversible(rs, &target, &opts)
+        } else {
+            portcullis_apply::prepare(rs, &target, &opts)
+        };
+        let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {
                 print_error(&e, &loaded.name, &loaded.text);
