@@ -314,3 +314,82 @@ pub(crate) fn json(req: &Request, out: &Outcome) -> Result<String> {
     });
     Ok(serde_json::to_string_pretty(&v)? + "\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use portcullis_eval::{PortState, Prediction, Proto, Reason};
+    use portcullis_rules::{Backend, Family};
+    use portcullis_scan::output::RunInfo;
+
+    use super::super::{Outcome, PortChoice, Request, Row, Timings};
+
+    fn outcome(rows: Vec<Row>) -> Outcome {
+        Outcome {
+            rows,
+            offences: Vec::new(),
+            reports: Vec::new(),
+            info: RunInfo { args: String::new(), start_unix: 0, elapsed: Duration::ZERO },
+            backend: Backend::Legacy,
+            target: vec!["198.18.0.2".parse().expect("address")],
+            source: vec!["198.18.0.1".parse().expect("address")],
+            namespaces: ("pcl-vt-1-0".into(), "pcl-vs-1-1".into()),
+            kept: false,
+            listen_tcp: vec![22],
+            listen_udp: Vec::new(),
+            timings: Timings::default(),
+            kernel: Some("*filter\n:INPUT DROP [3:120]\nCOMMIT\n".into()),
+        }
+    }
+
+    #[test]
+    fn a_disagreement_prints_a_bug_report() {
+        let rs = portcullis_syntax::parse_save(
+            "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n",
+        )
+        .expect("parses");
+        let req = Request {
+            name: "seed.rules".into(),
+            rulesets: vec![rs],
+            backend: None,
+            ports: PortChoice::Fast,
+            listen: None,
+            expect: None,
+            src: None,
+            timing: None,
+            keep: false,
+        };
+        let row = Row {
+            family: Family::V4,
+            proto: Proto::Tcp,
+            port: 22,
+            predicted: vec![Prediction { state: PortState::Open, reason: Reason::SynAck }],
+            observed: Some(("filtered".into(), "no-response".into())),
+            agree: false,
+            listening: true,
+            expected: None,
+        };
+        let out = outcome(vec![row]);
+        assert_eq!(out.code(), 3);
+        let t = super::text(&req, &out);
+        for needle in [
+            "22/tcp  ssh      open (syn-ack)  filtered (no-response)  NO",
+            "prediction vs observation: 0 of 1 ports agree",
+            "--- bug report: prediction and observation disagree ---",
+            "backend legacy",
+            "22/tcp (V4): predicted open (syn-ack), observed filtered (no-response)",
+            "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
+            ":INPUT DROP [3:120]",
+            "result: INTERNAL INCONSISTENCY",
+        ] {
+            assert!(t.contains(needle), "missing {needle:?} in\n{t}");
+        }
+        let j: serde_json::Value =
+            serde_json::from_str(&super::json(&req, &out).expect("json")).expect("valid");
+        assert_eq!(j["exit"], 3);
+        assert_eq!(j["disagree"], 1);
+        assert_eq!(j["ports"][0]["predicted"][0]["state"], "open");
+        assert_eq!(j["kernel_ruleset"], "*filter\n:INPUT DROP [3:120]\nCOMMIT\n");
+    }
+}
