@@ -45,7 +45,7 @@ fn teardown_by_name(name: &str) {
 /// Removes the `pcl-` namespaces whose creating process is gone (crashed or `--keep`
 /// runs: the pid is the name's second field, `pcl-<purpose>-<pid>-<n>`), with whatever
 /// still runs inside. Namespaces of live processes (a verify or a test rig running right
-/// now) are left alone. Returns the names removed.
+/// now) and `pcl-` names without a pid are left alone. Returns the names removed.
 #[allow(clippy::disallowed_methods, reason = "lists namespaces with ip(8)")]
 pub(crate) fn cleanup_leftovers() -> Result<Vec<String>> {
     let out = Command::new("ip").args(["netns", "list"]).output().context("run ip netns list")?;
@@ -54,8 +54,9 @@ pub(crate) fn cleanup_leftovers() -> Result<Vec<String>> {
         let Some(name) = line.split_whitespace().next() else { continue };
         let Some(rest) = name.strip_prefix(portcullis_netns::PREFIX) else { continue };
         let pid = rest.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-        if !alive {
+        // A name without a pid is not one of ours (portcullis-netns always puts it in).
+        let dead = pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+        if dead {
             teardown_by_name(name);
             removed.push(name.to_owned());
         }
