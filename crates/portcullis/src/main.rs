@@ -8,6 +8,11 @@
 
 mod cmd;
 
+// Parsing a kube-proxy-scale ruleset allocates a few million small strings; mimalloc
+// does that in about half the time of the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -39,7 +39,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if !args.quiet {
         let rules: usize = loaded.rulesets.iter().map(|r| r.rule_count()).sum();
         let tables: usize = loaded.rulesets.iter().map(|r| r.tables.len()).sum();
-        println!("{}: ok ({}, {rules} rules in {tables} tables)", loaded.name, loaded.format.name());
+        println!(
+            "{}: ok ({}, {rules} rules in {tables} tables)",
+            loaded.name,
+            loaded.format.name()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
