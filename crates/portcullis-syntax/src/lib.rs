@@ -35,8 +35,8 @@ pub use crate::{
     json::{JSON_FORMAT, JSON_VERSION, ruleset_from_json, ruleset_to_json},
     listing::{
         ChainHeader, ChainKind, Columns, Conversion, Count, Field, ListFlags, ListStyle,
-        ListedChain, ListedRule, Listing, ListingWarning, Unit, listing_to_ruleset, parse_listing,
-        render_listing,
+        ListedChain, ListedRule, Listing, ListingWarning, ListingWriter, Unit, listing_to_ruleset,
+        parse_listing, render_listing,
     },
     render::{SaveOptions, render_rule, render_rules_spec, render_save},
     save::{

@@ -22,7 +22,7 @@ mod text;
 
 pub use self::decode::{Conversion, ListingWarning, listing_to_ruleset};
 pub use self::parse::parse_listing;
-pub use self::render::render_listing;
+pub use self::render::{ListingWriter, render_listing};
 
 use portcullis_rules::TableName;
 

@@ -39,30 +39,84 @@ pub fn render_listing(ruleset: &Ruleset, flags: &ListFlags) -> String {
         .collect();
     let mut chains: Vec<&Chain> = table.chains.iter().chain(&missing).collect();
     chains.sort_by(|a, b| chain_order(a).cmp(&chain_order(b)));
-    let mut out = String::with_capacity(chains.iter().map(|c| c.rules.len() * 130 + 200).sum());
     let refs = references(table);
-    let mut first = true;
+    let mut w = ListingWriter::new(flags, ruleset.family);
+    w.out.reserve(chains.iter().map(|c| c.rules.len() * 130 + 200).sum());
     for chain in chains {
-        if flags.chain.as_deref().is_some_and(|c| c != chain.name.as_str()) {
-            continue;
-        }
-        if let Some(n) = flags.rule {
-            if let Some(rule) = n.checked_sub(1).and_then(|i| chain.rules.get(i)) {
-                push_rule(&mut out, n, rule, ruleset.family, flags);
+        if w.chain(chain, refs.get(chain.name.as_str()).copied().unwrap_or(0)) {
+            for (i, rule) in chain.rules.iter().enumerate() {
+                w.rule(i + 1, rule);
             }
-            continue;
-        }
-        if !first {
-            out.push('\n');
-        }
-        first = false;
-        push_chain_header(&mut out, &refs, chain, flags);
-        push_column_header(&mut out, flags);
-        for (i, rule) in chain.rules.iter().enumerate() {
-            push_rule(&mut out, i + 1, rule, ruleset.family, flags);
         }
     }
-    out
+    w.finish()
+}
+
+/// Writes a listing chain by chain and rule by rule, for callers that stream rules
+/// instead of holding a whole [`Ruleset`] (a kube-proxy-sized dump need not be kept in
+/// memory to be listed). Chains must come in iptables-save order (builtins in hook order,
+/// then user chains by name), as [`render_listing`] sorts them.
+///
+/// ```
+/// use portcullis_rules::{Chain, Family, Policy, Rule};
+/// use portcullis_syntax::{ListFlags, ListingWriter};
+/// let flags = ListFlags::default();
+/// let mut w = ListingWriter::new(&flags, Family::V4);
+/// if w.chain(&Chain::builtin("INPUT", Policy::Drop), 0) {
+///     w.rule(1, &Rule::default());
+/// }
+/// assert!(w.finish().starts_with("Chain INPUT (policy DROP)\n"));
+/// ```
+#[derive(Debug)]
+pub struct ListingWriter<'f> {
+    flags: &'f ListFlags,
+    family: Family,
+    out: String,
+    first: bool,
+}
+
+impl<'f> ListingWriter<'f> {
+    /// A writer for `flags` (its table is not looked at: the caller picks the chains).
+    pub fn new(flags: &'f ListFlags, family: Family) -> Self {
+        Self { flags, family, out: String::new(), first: true }
+    }
+
+    /// Starts `chain` (its rules are not looked at), `references` being how many rules of
+    /// the table jump or go to it. Returns whether its rules are to be listed: false when
+    /// `flags.chain` names another chain.
+    pub fn chain(&mut self, chain: &Chain, references: usize) -> bool {
+        if self.flags.chain.as_deref().is_some_and(|c| c != chain.name.as_str()) {
+            return false;
+        }
+        if self.flags.rule.is_some() {
+            return true;
+        }
+        if !self.first {
+            self.out.push('\n');
+        }
+        self.first = false;
+        push_chain_header(&mut self.out, references, chain, self.flags);
+        push_column_header(&mut self.out, self.flags);
+        true
+    }
+
+    /// Lists rule number `num` (1-based) of the current chain; with `flags.rule`, only
+    /// that rule is printed.
+    pub fn rule(&mut self, num: usize, rule: &Rule) {
+        if self.flags.rule.is_none_or(|n| n == num) {
+            push_rule(&mut self.out, num, rule, self.family, self.flags);
+        }
+    }
+
+    /// Takes what was written so far (to write it out while streaming).
+    pub fn take(&mut self) -> String {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The listing.
+    pub fn finish(self) -> String {
+        self.out
+    }
 }
 
 /// iptables-save's chain order: builtins in hook order, then user chains by name.
@@ -119,12 +173,7 @@ fn push_num(out: &mut String, n: u64, flags: &ListFlags, table: bool) {
     }
 }
 
-fn push_chain_header(
-    out: &mut String,
-    refs: &HashMap<&str, usize>,
-    chain: &Chain,
-    flags: &ListFlags,
-) {
+fn push_chain_header(out: &mut String, references: usize, chain: &Chain, flags: &ListFlags) {
     let _ = write!(out, "Chain {}", chain.name);
     match chain.policy {
         Some(p) => {
@@ -140,8 +189,7 @@ fn push_chain_header(
             out.push_str(")\n");
         }
         None => {
-            let n = refs.get(chain.name.as_str()).copied().unwrap_or(0);
-            let _ = writeln!(out, " ({n} references)");
+            let _ = writeln!(out, " ({references} references)");
         }
     }
 }
