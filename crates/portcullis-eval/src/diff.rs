@@ -94,15 +94,31 @@ pub struct Diff {
     pub rules: Vec<RuleChange>,
     /// The packets whose verdict changed; empty when the two behave the same.
     pub behaviour: Vec<BehaviourChange>,
+    /// Parts of the packet space that were not compared (too many uncertain paths),
+    /// each described in words; empty when the comparison is complete.
+    pub not_compared: Vec<String>,
+}
+
+/// What the behaviour comparison may assume.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DiffOptions {
+    /// The host's own address: the destination of INPUT packets and the source of
+    /// OUTPUT packets (`None`: unknown, so `-d`/`-s` tests on it may match either way).
+    pub host: Option<IpAddr>,
 }
 
 /// Compares `old` and `new` (of the same family): the rules, then the behaviour.
 pub fn diff(old: &Ruleset, new: &Ruleset) -> Result<Diff, EvalError> {
+    diff_with(old, new, &DiffOptions::default())
+}
+
+/// [`diff`] with options.
+pub fn diff_with(old: &Ruleset, new: &Ruleset, opts: &DiffOptions) -> Result<Diff, EvalError> {
     let a = canonicalize(old, Backend::Nft);
     let b = canonicalize(new, Backend::Nft);
     let rules = rule_changes(&a, &b);
-    let behaviour = behaviour(&a, &b)?;
-    Ok(Diff { rules, behaviour })
+    let (behaviour, not_compared) = behaviour(&a, &b, opts)?;
+    Ok(Diff { rules, behaviour, not_compared })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -152,20 +168,35 @@ fn lcs(a: &[Rule], b: &[Rule]) -> Vec<(usize, usize)> {
 
 fn rule_changes(a: &Ruleset, b: &Ruleset) -> Vec<RuleChange> {
     let mut out = Vec::new();
+    let index = |rs: &'_ Ruleset| -> HashMap<(TableName, String), usize> {
+        let mut m = HashMap::new();
+        for (ti, t) in rs.tables.iter().enumerate() {
+            for (ci, c) in t.chains.iter().enumerate() {
+                m.insert((t.name, c.name.as_str().to_owned()), ti << 32 | ci);
+            }
+        }
+        m
+    };
+    let (ia, ib) = (index(a), index(b));
+    fn lookup<'r>(rs: &'r Ruleset, i: Option<&usize>) -> Option<&'r portcullis_rules::Chain> {
+        i.map(|&i| &rs.tables[i >> 32].chains[i & 0xffff_ffff])
+    }
     let mut keys: Vec<(TableName, String)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for rs in [a, b] {
         for t in &rs.tables {
             for c in &t.chains {
                 let k = (t.name, c.name.as_str().to_owned());
-                if !keys.contains(&k) {
+                if seen.insert(k.clone()) {
                     keys.push(k);
                 }
             }
         }
     }
-    for (table, chain) in keys {
-        let ca = a.table(table).and_then(|t| t.chain(&chain));
-        let cb = b.table(table).and_then(|t| t.chain(&chain));
+    for key in keys {
+        let ca = lookup(a, ia.get(&key));
+        let cb = lookup(b, ib.get(&key));
+        let (table, chain) = key;
         let change = |kind, oi: Option<usize>, ni: Option<usize>, ol: u32, nl: u32| RuleChange {
             kind,
             table,
@@ -335,7 +366,7 @@ type PortMap = Vec<(PortRange, BTreeSet<Verdict>)>;
 
 fn port_map(c: &Compiled, hook: Hook, p: &Packet) -> Result<PortMap, EvalError> {
     let host = Host::default();
-    let run = Run { compiled: c, host: &host, record: false, limit: 1 << 18 };
+    let run = Run { compiled: c, host: &host, record: false, limit: 1 << 14 };
     let outcomes = run.eval(hook, p)?;
     let mut cuts: Vec<u32> =
         outcomes.iter().flat_map(|o| [u32::from(o.dport.lo), u32::from(o.dport.hi) + 1]).collect();
@@ -357,14 +388,19 @@ fn port_map(c: &Compiled, hook: Hook, p: &Packet) -> Result<PortMap, EvalError> 
     Ok(map)
 }
 
-fn behaviour(a: &Ruleset, b: &Ruleset) -> Result<Vec<BehaviourChange>, EvalError> {
+fn behaviour(
+    a: &Ruleset,
+    b: &Ruleset,
+    opts: &DiffOptions,
+) -> Result<(Vec<BehaviourChange>, Vec<String>), EvalError> {
     let ca = Compiled::new(a)?;
     let cb = Compiled::new(b)?;
     let family = a.family;
     let peers = peer_classes(family, &[&ca, &cb]);
     let ifaces = interfaces(&[&ca, &cb]);
     let mut raw: Vec<BehaviourChange> = Vec::new();
-    for hook in [Hook::Input, Hook::Forward, Hook::Output] {
+    let mut skipped = Vec::new();
+    'hooks: for hook in [Hook::Input, Hook::Forward, Hook::Output] {
         for state in [CtState::New, CtState::Established] {
             for proto in [Proto::Tcp, Proto::Udp] {
                 for iface in &ifaces {
@@ -381,14 +417,34 @@ fn behaviour(a: &Ruleset, b: &Ruleset) -> Result<Vec<BehaviourChange>, EvalError
                         p.dport = PortRange::ALL;
                         p.in_iface.clone_from(iface);
                         match hook {
-                            Hook::Output => p.dst = Some(ip(family, lo)),
-                            _ => p.src = Some(ip(family, lo)),
+                            Hook::Output => {
+                                p.dst = Some(ip(family, lo));
+                                p.src = opts.host;
+                            }
+                            Hook::Input => {
+                                p.src = Some(ip(family, lo));
+                                p.dst = opts.host;
+                            }
+                            Hook::Forward => p.src = Some(ip(family, lo)),
                         }
-                        if iface.as_deref() == Some("lo") {
-                            p.src = Some(ip(family, lo));
-                        }
-                        let ma = port_map(&ca, hook, &p)?;
-                        let mb = port_map(&cb, hook, &p)?;
+                        let maps = port_map(&ca, hook, &p)
+                            .and_then(|ma| Ok((ma, port_map(&cb, hook, &p)?)));
+                        let (ma, mb) = match maps {
+                            Ok(m) => m,
+                            Err(e)
+                                if matches!(
+                                    e.kind,
+                                    crate::error::EvalErrorKind::TooManyPaths(_)
+                                ) =>
+                            {
+                                skipped.push(format!(
+                                    "{}: too many uncertain paths (the addresses the rules name leave too many cases; give the host's address)",
+                                    hook.as_str()
+                                ));
+                                continue 'hooks;
+                            }
+                            Err(e) => return Err(e),
+                        };
                         for (r, before, after) in compare(&ma, &mb) {
                             raw.push(BehaviourChange {
                                 hook,
@@ -406,7 +462,7 @@ fn behaviour(a: &Ruleset, b: &Ruleset) -> Result<Vec<BehaviourChange>, EvalError
             }
         }
     }
-    Ok(merge_peers(raw))
+    Ok((merge_peers(raw), skipped))
 }
 
 /// Ranges where two port maps differ, with both verdict sets.

@@ -221,6 +221,10 @@ impl Run<'_> {
             forwarded: false,
         }];
         let mut out = Vec::new();
+        // Rule tests done; bounded so that a class that splits and forks without end
+        // fails fast instead of running for minutes.
+        let mut steps: usize = 0;
+        let budget = self.limit.saturating_mul(64);
         while let Some(mut st) = work.pop() {
             loop {
                 match self.step(&mut st, &mut work)? {
@@ -241,7 +245,8 @@ impl Run<'_> {
                         break;
                     }
                 }
-                if work.len() + out.len() > self.limit {
+                steps += 1;
+                if work.len() + out.len() > self.limit || steps > budget {
                     return Err(EvalError::new(0, EvalErrorKind::TooManyPaths(self.limit)));
                 }
             }

@@ -56,7 +56,7 @@ mod space;
 
 pub use crate::{
     compile::Compiled,
-    diff::{BehaviourChange, ChangeKind, Diff, RuleChange, diff},
+    diff::{BehaviourChange, ChangeKind, Diff, DiffOptions, RuleChange, diff, diff_with},
     engine::{Decision, Outcome, RejectWithKey, Step, StepKind, Verdict},
     error::{EvalError, EvalErrorKind},
     lint::{

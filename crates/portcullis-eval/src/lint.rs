@@ -425,11 +425,17 @@ fn forward_open(rs: &Ruleset, c: &Compiled, input_closed: bool, out: &mut Out) {
 // ---------------------------------------------------------------------------------------
 // Chains and targets.
 
+/// The names of a table's chains, for constant-time "is this target a chain" tests.
+fn chain_names(t: &portcullis_rules::Table) -> HashSet<&str> {
+    t.chains.iter().map(|c| c.name.as_str()).collect()
+}
+
 fn chain_refs(t: &portcullis_rules::Table) -> HashMap<&str, Vec<&str>> {
+    let names = chain_names(t);
     let mut refs: HashMap<&str, Vec<&str>> = HashMap::new();
     for c in &t.chains {
         for r in &c.rules {
-            if let Some(target) = r.chain_ref(|n| t.has_chain(n)) {
+            if let Some(target) = r.chain_ref(|n| names.contains(n)) {
                 refs.entry(target).or_default().push(c.name.as_str());
             }
         }
@@ -439,6 +445,9 @@ fn chain_refs(t: &portcullis_rules::Table) -> HashMap<&str, Vec<&str>> {
 
 /// The builtin chains each chain is reachable from.
 fn roots(t: &portcullis_rules::Table) -> HashMap<String, HashSet<String>> {
+    let names = chain_names(t);
+    let by_name: HashMap<&str, &portcullis_rules::Chain> =
+        t.chains.iter().map(|c| (c.name.as_str(), c)).collect();
     let mut out: HashMap<String, HashSet<String>> = HashMap::new();
     for b in t.chains.iter().filter(|c| c.is_builtin()) {
         let mut todo = vec![b.name.as_str()];
@@ -448,9 +457,9 @@ fn roots(t: &portcullis_rules::Table) -> HashMap<String, HashSet<String>> {
                 continue;
             }
             out.entry(c.to_owned()).or_default().insert(b.name.as_str().to_owned());
-            if let Some(chain) = t.chain(c) {
+            if let Some(chain) = by_name.get(c) {
                 for r in &chain.rules {
-                    if let Some(next) = r.chain_ref(|n| t.has_chain(n)) {
+                    if let Some(next) = r.chain_ref(|n| names.contains(n)) {
                         todo.push(next);
                     }
                 }
@@ -491,11 +500,12 @@ fn chains(rs: &Ruleset, t: &portcullis_rules::Table, out: &mut Out) {
 
 fn targets(rs: &Ruleset, t: &portcullis_rules::Table, out: &mut Out) {
     let reach = roots(t);
+    let names = chain_names(t);
     for c in &t.chains {
         let from = reach.get(c.name.as_str()).cloned().unwrap_or_default();
         for r in &c.rules {
             let Some(a) = &r.action else { continue };
-            let Ok(v) = a.view(rs.family, |n| t.has_chain(n)) else { continue };
+            let Ok(v) = a.view(rs.family, |n| names.contains(n)) else { continue };
             let (name, table, hooks): (&str, TableName, &[&str]) = match v {
                 TargetView::Reject(_) => {
                     ("REJECT", TableName::Filter, &["INPUT", "FORWARD", "OUTPUT"])
