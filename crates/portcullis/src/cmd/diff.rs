@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use portcullis_eval::{BehaviourChange, ChangeKind, Diff, Hook, Verdict, diff};
+use portcullis_eval::{BehaviourChange, ChangeKind, Diff, DiffOptions, Hook, Verdict, diff_with};
 use portcullis_rules::Family;
 
 use crate::cmd::eval_common::pick;
@@ -28,6 +28,9 @@ pub(crate) struct Args {
     /// Compare the IPv6 rulesets of the inputs
     #[arg(short = '6')]
     v6: bool,
+    /// This host's address (INPUT destination, OUTPUT source); default unknown
+    #[arg(long)]
+    host: Option<IpAddr>,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -47,7 +50,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if ra.family != rb.family {
         bail!("{} and {} hold rulesets of different families", a.name, b.name);
     }
-    let d = diff(ra, rb).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let opts = DiffOptions { host: args.host };
+    let d = diff_with(ra, rb, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     let out = if args.json { json(&d)? } else { text(&d, &a, &b) };
     write_stdout(&out)?;
     Ok(if d.behaviour.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -146,6 +150,9 @@ fn text(d: &Diff, a: &Loaded, b: &Loaded) -> String {
             ChangeKind::ChainRemoved => writeln!(s, "  - chain {at}"),
         };
     }
+    for note in &d.not_compared {
+        let _ = writeln!(s, "not compared: {note}");
+    }
     if d.behaviour.is_empty() {
         s.push_str("behaviour: no change in behaviour\n");
     } else {
@@ -194,6 +201,7 @@ fn json(d: &Diff) -> Result<String> {
         "rules": rules,
         "behaviour_changed": !d.behaviour.is_empty(),
         "behaviour": behaviour,
+        "not_compared": d.not_compared,
     });
     Ok(format!("{}\n", serde_json::to_string_pretty(&v)?))
 }
