@@ -410,6 +410,20 @@ impl<'a> Decoder<'a, '_> {
                     true
                 }
                 "owner" => self.owner(rule, negate),
+                "ADDRTYPE" if self.peek() == Some("match") => self.addrtype(rule),
+                "recent:" => self.recent(rule, negate),
+                "#conn" => self.connlimit(rule),
+                "statistic" => self.statistic(rule),
+                "PKTTYPE" => self.pkttype(rule),
+                "length" => self.single(rule, "length", "length"),
+                "connmark" if self.peek() == Some("match") => {
+                    self.word();
+                    self.mark_like(rule, "connmark")
+                }
+                "helper" if self.peek() == Some("match") => {
+                    self.word();
+                    self.helper(rule, negate)
+                }
                 "match-set" => {
                     let name = self.word().unwrap_or("").to_owned();
                     let dirs = self.word().unwrap_or("").to_owned();
@@ -428,6 +442,213 @@ impl<'a> Decoder<'a, '_> {
                 self.warn_rest(start);
             }
         }
+    }
+
+    fn pkttype(&mut self, rule: &mut Rule) -> bool {
+        let n = match self.word() {
+            Some("=") => false,
+            Some("!=") => true,
+            _ => return false,
+        };
+        let Some(t) = self.word() else { return false };
+        let mut m = Match::new("pkttype");
+        m.opts.push(opt("pkt-type", n, &[t]));
+        rule.matches.push(m);
+        true
+    }
+
+    /// `NAME [!]VALUE` for a one-option match (`length 0:100`).
+    fn single(&mut self, rule: &mut Rule, module: &str, key: &str) -> bool {
+        let Some(v) = self.word() else { return false };
+        let (n, v) = bang(v);
+        let mut m = Match::new(module);
+        m.opts.push(opt(key, n, &[v]));
+        rule.matches.push(m);
+        true
+    }
+
+    /// `[!] VALUE` after `mark match` / `connmark match`.
+    fn mark_like(&mut self, rule: &mut Rule, module: &str) -> bool {
+        let (n, v) = match self.word() {
+            Some("!") => (true, self.word()),
+            other => (false, other),
+        };
+        let Some(v) = v else { return false };
+        let mut m = Match::new(module);
+        m.opts.push(opt("mark", n, &[v]));
+        rule.matches.push(m);
+        true
+    }
+
+    fn helper(&mut self, rule: &mut Rule, negate: bool) -> bool {
+        let Some(h) = self.word() else { return false };
+        let Some(h) = h.strip_prefix('"').and_then(|h| h.strip_suffix('"')) else { return false };
+        let mut m = Match::new("helper");
+        m.opts.push(opt("helper", negate, &[h]));
+        rule.matches.push(m);
+        true
+    }
+
+    /// `ADDRTYPE match [src-type [!]T] [dst-type [!]T] [limit-in|limit-out]`.
+    fn addrtype(&mut self, rule: &mut Rule) -> bool {
+        self.word();
+        let mut m = Match::new("addrtype");
+        while let Some(w) = self.peek() {
+            match w {
+                "src-type" | "dst-type" => {
+                    self.word();
+                    let Some(v) = self.word() else { return false };
+                    let (n, v) = bang(v);
+                    m.opts.push(opt(w, n, &[v]));
+                }
+                "limit-in" | "limit-out" => {
+                    self.word();
+                    let key = if w == "limit-in" { "limit-iface-in" } else { "limit-iface-out" };
+                    m.opts.push(opt(key, false, &[]));
+                }
+                _ => break,
+            }
+        }
+        if m.opts.is_empty() {
+            return false;
+        }
+        rule.matches.push(m);
+        true
+    }
+
+    /// `recent: SET|CHECK|UPDATE|REMOVE [seconds: N] [reap] [hit_count: N] [TTL-Match]
+    /// name: N side: source|dest [mask: M]`, in the saved option order.
+    fn recent(&mut self, rule: &mut Rule, negate: bool) -> bool {
+        let mut m = Match::new("recent");
+        let mode = match self.word() {
+            Some("SET") => "set",
+            Some("CHECK") => "rcheck",
+            Some("UPDATE") => "update",
+            Some("REMOVE") => "remove",
+            _ => return false,
+        };
+        m.opts.push(opt(mode, negate, &[]));
+        loop {
+            match self.peek() {
+                Some("seconds:") => {
+                    self.word();
+                    let Some(v) = self.word() else { return false };
+                    m.opts.push(opt("seconds", false, &[v]));
+                }
+                Some("reap") => {
+                    self.word();
+                    m.opts.push(opt("reap", false, &[]));
+                }
+                Some("hit_count:") => {
+                    self.word();
+                    let Some(v) = self.word() else { return false };
+                    m.opts.push(opt("hitcount", false, &[v]));
+                }
+                Some("TTL-Match") => {
+                    self.word();
+                    m.opts.push(opt("rttl", false, &[]));
+                }
+                Some("name:") => {
+                    self.word();
+                    let Some(v) = self.word() else { return false };
+                    m.opts.push(opt("name", false, &[v]));
+                }
+                Some("mask:") => {
+                    self.word();
+                    let Some(v) = self.word() else { return false };
+                    m.opts.push(opt("mask", false, &[v]));
+                }
+                Some("side:") => {
+                    self.word();
+                    let side = match self.word() {
+                        Some("source") => "rsource",
+                        Some("dest") => "rdest",
+                        _ => return false,
+                    };
+                    // Saved after the mask, which -L prints after the side.
+                    let mask = match self.peek() {
+                        Some("mask:") => {
+                            self.word();
+                            self.word()
+                        }
+                        _ => None,
+                    };
+                    if let Some(mask) = mask {
+                        m.opts.push(opt("mask", false, &[mask]));
+                    }
+                    m.opts.push(opt(side, false, &[]));
+                }
+                _ => break,
+            }
+        }
+        rule.matches.push(m);
+        true
+    }
+
+    /// `#conn src|dst/MASK >|<= N`.
+    fn connlimit(&mut self, rule: &mut Rule) -> bool {
+        let Some(spec) = self.word() else { return false };
+        let Some((side, mask)) = spec.split_once('/') else { return false };
+        let cmp = self.word();
+        let Some(n) = self.word() else { return false };
+        let key = match cmp {
+            Some(">") => "connlimit-above",
+            Some("<=") => "connlimit-upto",
+            _ => return false,
+        };
+        let addr = match side {
+            "src" => "connlimit-saddr",
+            "dst" => "connlimit-daddr",
+            _ => return false,
+        };
+        let mut m = Match::new("connlimit");
+        m.opts.push(opt(key, false, &[n]));
+        m.opts.push(opt("connlimit-mask", false, &[mask]));
+        m.opts.push(opt(addr, false, &[]));
+        rule.matches.push(m);
+        true
+    }
+
+    /// `statistic mode random probability P` / `statistic mode nth every N [packet P]`.
+    fn statistic(&mut self, rule: &mut Rule) -> bool {
+        if self.word() != Some("mode") {
+            return false;
+        }
+        let mut m = Match::new("statistic");
+        let Some(mode) = self.word() else { return false };
+        let negated = self.peek() == Some("!");
+        if negated {
+            self.word();
+        }
+        match mode {
+            "random" => {
+                if self.word() != Some("probability") {
+                    return false;
+                }
+                let Some(p) = self.word() else { return false };
+                m.opts.push(opt("mode", false, &["random"]));
+                m.opts.push(opt("probability", negated, &[p]));
+            }
+            "nth" => {
+                if self.word() != Some("every") {
+                    return false;
+                }
+                let Some(every) = self.word() else { return false };
+                let packet = match self.peek() {
+                    Some("packet") => {
+                        self.word();
+                        self.word()
+                    }
+                    _ => None,
+                };
+                m.opts.push(opt("mode", false, &["nth"]));
+                m.opts.push(opt("every", negated, &[every]));
+                m.opts.push(opt("packet", false, &[packet.unwrap_or("0")]));
+            }
+            _ => return false,
+        }
+        rule.matches.push(m);
+        true
     }
 
     fn tcp_udp(&mut self, rule: &mut Rule, proto: &str) -> bool {
@@ -671,6 +892,42 @@ impl<'a> Decoder<'a, '_> {
             ("MASQUERADE" | "REDIRECT", "random" | "random-fully") => {
                 t.opts.push(Opt::new(word, &[]));
                 self.flags(t, &["random", "random-fully"])
+            }
+            ("TCPMSS", "TCPMSS") => {
+                match (self.word(), self.word()) {
+                    (Some("clamp"), Some("to")) if self.word() == Some("PMTU") => {
+                        t.opts.push(Opt::new("clamp-mss-to-pmtu", &[]));
+                    }
+                    (Some("set"), Some(v)) => t.opts.push(Opt::new("set-mss", &[v])),
+                    _ => return false,
+                }
+                true
+            }
+            ("NFQUEUE", "NFQUEUE") => {
+                loop {
+                    match self.peek() {
+                        Some("num") => {
+                            self.word();
+                            let Some(v) = self.word() else { return false };
+                            t.opts.push(Opt::new("queue-num", &[v]));
+                        }
+                        Some("balance") => {
+                            self.word();
+                            let Some(v) = self.word() else { return false };
+                            t.opts.push(Opt::new("queue-balance", &[v]));
+                        }
+                        Some("bypass") => {
+                            self.word();
+                            t.opts.push(Opt::new("queue-bypass", &[]));
+                        }
+                        Some("cpu-fanout") => {
+                            self.word();
+                            t.opts.push(Opt::new("queue-cpu-fanout", &[]));
+                        }
+                        _ => break,
+                    }
+                }
+                true
             }
             ("MARK", "MARK") => {
                 let verb = self.word().map(str::to_owned);
