@@ -9,7 +9,7 @@
 //! touched or scanned.
 //!
 //! Options: `--runs N`, `--quick` (3 runs), `--no-nmap`, `--only NAME` (substring of a
-//! row name).
+//! row name), `--portcullis PATH` (use that binary instead of building one).
 
 use std::io::Write as _;
 use std::net::{TcpListener, UdpSocket};
@@ -268,6 +268,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut runs = 10;
     let mut nmap = true;
     let mut only: Option<String> = None;
+    let mut prebuilt: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -276,6 +277,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             "--quick" => runs = 3,
             "--no-nmap" => nmap = false,
             "--only" => only = Some(it.next().context("--only NAME")?.clone()),
+            "--portcullis" => prebuilt = Some(it.next().context("--portcullis PATH")?.into()),
             other => bail!("unknown argument {other:?}"),
         }
     }
@@ -283,7 +285,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         bail!("bench scan needs the namespace rig: {why}");
     }
     nmap &= Command::new("nmap").arg("--version").output().is_ok();
-    let bin = build_portcullis(root)?;
+    let bin = match prebuilt {
+        Some(p) => p,
+        None => build_portcullis(root)?,
+    };
     let dir = std::env::temp_dir().join(format!("pcl-bench-scan-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let rig = rig(&dir)?;
