@@ -9,7 +9,8 @@
 //! - `S.<table>.txt`: `iptables -t <table> -S` for every table the save printed;
 //! - `L.<table>[.CHAIN[.N]][.n][.v][.x][.line-numbers].txt`: `iptables -t <table> -L …`
 //!   exactly as printed (bytes, trailing spaces included), for filter and nat, every flag
-//!   combination, one chain and one rule;
+//!   combination, one chain and one rule; for the other tables `-L`, `-L -v -x` and
+//!   `-L -n -v -x --line-numbers`;
 //! - `meta.txt`: the binary, its version, the backend and the command behind every file.
 //!
 //! `NNNN_name.sh` is a script of iptables commands (the seed article's): it runs with
@@ -263,6 +264,10 @@ fn capture_rules(fixture: &Path, out_root: &Path, backend: &str) -> Result<()> {
         let out = rig.run(&bin, &args, None)?;
         cap.write(&format!("S.{table}.txt"), &bin, &args, &out)?;
         if table != "filter" && table != "nat" {
+            // The other tables: the three layouts the rendering must match byte for byte.
+            for flags in [&[][..], &["-v", "-x"], &["-n", "-v", "-x", "--line-numbers"]] {
+                cap.list(&table, None, None, flags)?;
+            }
             continue;
         }
         for flags in FLAG_SETS {

@@ -411,6 +411,18 @@ impl<'a> Decoder<'a, '_> {
                 }
                 "owner" => self.owner(rule, negate),
                 "ADDRTYPE" if self.peek() == Some("match") => self.addrtype(rule),
+                "rpfilter" => {
+                    let mut m = Match::new("rpfilter");
+                    while let Some(f) = self
+                        .peek()
+                        .filter(|f| matches!(*f, "loose" | "validmark" | "accept-local" | "invert"))
+                    {
+                        self.word();
+                        m.opts.push(opt(f, false, &[]));
+                    }
+                    rule.matches.push(m);
+                    true
+                }
                 "recent:" => self.recent(rule, negate),
                 "#conn" => self.connlimit(rule),
                 "statistic" => self.statistic(rule),
@@ -927,6 +939,130 @@ impl<'a> Decoder<'a, '_> {
                         _ => break,
                     }
                 }
+                true
+            }
+            // NOTRACK is listed with target column CT and text NOTRACK.
+            ("CT", "NOTRACK") => {
+                t.name = "NOTRACK".to_owned();
+                true
+            }
+            ("CT", "CT") => {
+                while let Some(w) = self.peek() {
+                    match w {
+                        "notrack" => {
+                            self.word();
+                            t.opts.push(Opt::new("notrack", &[]));
+                        }
+                        "helper" | "timeout" | "zone" | "zone-orig" | "zone-reply" | "ctevents"
+                        | "expevents" => {
+                            self.word();
+                            let Some(v) = self.word() else { return false };
+                            t.opts.push(Opt::new(w, &[v]));
+                        }
+                        _ => break,
+                    }
+                }
+                !t.opts.is_empty()
+            }
+            ("CONNMARK", "CONNMARK") => {
+                let mode = match self.word() {
+                    Some("restore") => "restore-mark",
+                    Some("save") => "save-mark",
+                    _ => return false,
+                };
+                let all = "0xffffffff";
+                let (nf, ct) = match self.peek() {
+                    Some("mask") => {
+                        self.word();
+                        let Some(m) = self.word() else { return false };
+                        (m.to_owned(), m.to_owned())
+                    }
+                    _ => (all.to_owned(), all.to_owned()),
+                };
+                t.opts.push(Opt::new(mode, &[]));
+                t.opts.push(Opt::new("nfmask", &[&nf]));
+                t.opts.push(Opt::new("ctmask", &[&ct]));
+                true
+            }
+            ("CONNSECMARK", "CONNSECMARK") => match self.word() {
+                Some(m @ ("save" | "restore")) => {
+                    t.opts.push(Opt::new(m, &[]));
+                    true
+                }
+                _ => false,
+            },
+            ("TTL" | "HL", w) if w == t.name => {
+                let p = t.name.to_ascii_lowercase();
+                let key = match (self.word(), self.word()) {
+                    (Some("set"), Some("to")) => format!("{p}-set"),
+                    (Some("decrement"), Some("by")) => format!("{p}-dec"),
+                    (Some("increment"), Some("by")) => format!("{p}-inc"),
+                    _ => return false,
+                };
+                let Some(v) = self.word() else { return false };
+                t.opts.push(Opt::new(&key, &[v]));
+                true
+            }
+            ("DSCP", "DSCP") => {
+                if self.word() != Some("set") {
+                    return false;
+                }
+                let Some(v) = self.word() else { return false };
+                t.opts.push(Opt::new("set-dscp", &[v]));
+                true
+            }
+            ("CHECKSUM", "CHECKSUM") if self.word() == Some("fill") => {
+                t.opts.push(Opt::new("checksum-fill", &[]));
+                true
+            }
+            ("CLASSIFY", "CLASSIFY") => {
+                if self.word() != Some("set") {
+                    return false;
+                }
+                let Some((a, b)) = self.word().and_then(|v| v.split_once(':')) else {
+                    return false;
+                };
+                let (Ok(a), Ok(b)) = (u16::from_str_radix(a, 16), u16::from_str_radix(b, 16))
+                else {
+                    return false;
+                };
+                t.opts.push(Opt::new("set-class", &[&format!("{a:04x}:{b:04x}")]));
+                true
+            }
+            ("TPROXY", "TPROXY") => {
+                if self.word() != Some("redirect") {
+                    return false;
+                }
+                let Some((ip, port)) = self.word().and_then(|v| v.rsplit_once(':')) else {
+                    return false;
+                };
+                t.opts.push(Opt::new("on-port", &[port]));
+                t.opts.push(Opt::new("on-ip", &[ip.trim_start_matches('[').trim_end_matches(']')]));
+                if self.peek() == Some("mark") {
+                    self.word();
+                    let Some(m) = self.word() else { return false };
+                    t.opts.push(Opt::new("tproxy-mark", &[m]));
+                }
+                true
+            }
+            ("TOS", "TOS") => {
+                let value = match self.word() {
+                    Some("set") => self.word().map(str::to_owned),
+                    Some(w) => w.strip_prefix("set").and_then(|name| {
+                        let v = match name {
+                            "Minimize-Delay" => 0x10,
+                            "Maximize-Throughput" => 0x08,
+                            "Maximize-Reliability" => 0x04,
+                            "Minimize-Cost" => 0x02,
+                            "Normal-Service" => 0x00,
+                            _ => return None,
+                        };
+                        Some(format!("0x{v:02x}/0x3f"))
+                    }),
+                    None => None,
+                };
+                let Some(v) = value else { return false };
+                t.opts.push(Opt::new("set-tos", &[&v]));
                 true
             }
             ("MARK", "MARK") => {

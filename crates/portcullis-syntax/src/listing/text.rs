@@ -959,7 +959,8 @@ fn target_text(out: &mut String, t: &Target, family: Family, numeric: bool) {
                 ];
                 match symbolic.iter().find(|(_, s)| *s == v).filter(|_| m == 0x3f && !numeric) {
                     Some((name, _)) => {
-                        let _ = write!(out, " TOS set {name}");
+                        // tos_try_print_symbolic(" TOS set", …) prints " %s%s".
+                        let _ = write!(out, "  TOS set{name}");
                     }
                     None => {
                         let _ = write!(out, " TOS set 0x{v:02x}/0x{m:02x}");
@@ -1007,7 +1008,7 @@ fn target_text(out: &mut String, t: &Target, family: Family, numeric: bool) {
                 }
             }
         }
-        "NOTRACK" => out.push_str(" CT notrack"),
+        "NOTRACK" => out.push_str(" NOTRACK"),
         "NFQUEUE" => {
             out.push_str(" NFQUEUE");
             if let Some(n) = o("queue-num") {
