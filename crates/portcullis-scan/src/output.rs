@@ -150,15 +150,15 @@ fn normal_body(reports: &[ScanReport], opts: OutputOptions) -> String {
     let mut out = String::new();
     for h in hosts(reports) {
         let _ = writeln!(out, "Nmap scan report for {}", h.addr);
+        // nmap names the host's reason only with --reason.
+        let received = if opts.reason { ", received user-set" } else { "" };
         match h.srtt {
             Some(rtt) => {
-                let _ = writeln!(
-                    out,
-                    "Host is up, received user-set ({}s latency).",
-                    format_latency(rtt)
-                );
+                let _ = writeln!(out, "Host is up{received} ({}s latency).", format_latency(rtt));
             }
-            None => out.push_str("Host is up, received user-set.\n"),
+            None => {
+                let _ = writeln!(out, "Host is up{received}.");
+            }
         }
         let collapsed = collapsed_states(&h.ports, opts);
         let groups = extra_groups(&h.ports, &collapsed);

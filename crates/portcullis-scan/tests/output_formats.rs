@@ -156,3 +156,12 @@ fn json_lists_every_port() {
     );
     assert_eq!(open.matches("\"port\":").count(), 2);
 }
+
+/// Without `--reason` nmap prints neither the REASON column nor the host's reason.
+#[test]
+fn normal_output_without_reason() {
+    let (_, report) = cases().remove(0);
+    let text = output::normal(std::slice::from_ref(&report), &info(), OutputOptions::default());
+    assert!(text.contains("\nHost is up ("), "{text}");
+    assert!(text.contains("\nPORT    STATE  SERVICE\n22/tcp  open   ssh\n"), "{text}");
+}
