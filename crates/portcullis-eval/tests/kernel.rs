@@ -12,9 +12,9 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use common::{Helper, Rig, SOURCES, TARGET, fixtures, ports_of};
+use common::{Helper, Net, Rig, fixtures, ports_of};
 
 use portcullis_eval::Compiled;
 use portcullis_eval::{CtState, Hook, Host, Packet, StepKind, trace_compiled};
@@ -35,9 +35,11 @@ fn sender_helper() {
 /// (table, chain, rule index or None for the policy).
 type Key = (TableName, String, Option<usize>);
 
-fn snapshot(ns: &Netns) -> HashMap<Key, u64> {
-    let text = ns.run("iptables-save", &["-c"]).expect("iptables-save -c");
-    let rs = portcullis_syntax::parse_save(&text).expect("iptables-save output parses");
+fn snapshot(ns: &Netns, net: &Net) -> HashMap<Key, u64> {
+    let save = format!("{}-save", net.iptables());
+    let text = ns.run(&save, &["-c"]).expect("iptables-save -c");
+    let rs =
+        portcullis_syntax::parse_save_as(&text, net.family).expect("iptables-save output parses");
     let mut m = HashMap::new();
     for t in &rs.tables {
         for c in &t.chains {
@@ -88,60 +90,64 @@ fn reachable(rs: &Ruleset, roots: &[(TableName, &str)]) -> HashSet<(TableName, S
 enum Probe {
     Tcp {
         flags: u8,
-        src: Ipv4Addr,
+        src: IpAddr,
         sport: u16,
         dport: u16,
     },
     Udp {
-        src: Ipv4Addr,
+        src: IpAddr,
         sport: u16,
         dport: u16,
     },
     Icmp {
-        src: Ipv4Addr,
+        src: IpAddr,
         ty: u8,
         code: u8,
     },
     /// The target sends UDP from `tport` to the source's `sport` first; the source's
     /// answer is ESTABLISHED.
     UdpReply {
-        src: Ipv4Addr,
+        src: IpAddr,
         sport: u16,
         tport: u16,
     },
 }
 
 impl Probe {
-    fn packet(&self) -> Packet {
-        let mut p = Packet::new(Family::V4, 0);
-        p.dst = Some(IpAddr::V4(TARGET));
+    fn packet(&self, net: &Net) -> Packet {
+        let mut p = Packet::new(net.family, 0);
+        p.dst = Some(net.target);
         p.in_iface = Some("pcl0".into());
         match *self {
             Self::Tcp { flags, src, sport, dport } => {
                 p.proto = 6;
-                p.src = Some(src.into());
+                p.src = Some(src);
                 p.sport = PortRange::single(sport);
                 p.dport = PortRange::single(dport);
                 p.tcp_flags = TcpFlags(flags);
             }
             Self::Udp { src, sport, dport } => {
                 p.proto = 17;
-                p.src = Some(src.into());
+                p.src = Some(src);
                 p.sport = PortRange::single(sport);
                 p.dport = PortRange::single(dport);
             }
             Self::Icmp { src, ty, code } => {
-                p.proto = 1;
-                p.src = Some(src.into());
+                p.proto = if net.family == Family::V4 { 1 } else { 58 };
+                p.src = Some(src);
                 p.icmp = Some((ty, code));
                 // conntrack starts connections only for queries; a lone reply is INVALID.
-                if !matches!(ty, 8 | 13 | 15 | 17) {
+                let query = match net.family {
+                    Family::V4 => matches!(ty, 8 | 13 | 15 | 17),
+                    Family::V6 => matches!(ty, 128 | 139),
+                };
+                if !query {
                     p.state = CtState::Invalid;
                 }
             }
             Self::UdpReply { src, sport, tport } => {
                 p.proto = 17;
-                p.src = Some(src.into());
+                p.src = Some(src);
                 p.sport = PortRange::single(sport);
                 p.dport = PortRange::single(tport);
                 p.state = CtState::Established;
@@ -151,7 +157,8 @@ impl Probe {
     }
 }
 
-fn probes(text: &str, budget: usize) -> Vec<Probe> {
+fn probes(text: &str, budget: usize, net: &Net) -> Vec<Probe> {
+    let sources = &net.sources;
     let ports = ports_of(text);
     let mut out = Vec::new();
     let mut sport = 20000u16;
@@ -162,10 +169,10 @@ fn probes(text: &str, budget: usize) -> Vec<Probe> {
     // Spread the budget over the ports, rotating sources and protocols.
     let stride = (ports.len() * 2 / budget.max(1)).max(1);
     for (i, &p) in ports.iter().enumerate().step_by(stride) {
-        let src = SOURCES[i % SOURCES.len()];
+        let src = sources[i % sources.len()];
         out.push(Probe::Tcp { flags: 0x02, src, sport: next_sport(), dport: p });
         out.push(Probe::Udp {
-            src: SOURCES[(i + 1) % SOURCES.len()],
+            src: sources[(i + 1) % sources.len()],
             sport: next_sport(),
             dport: p,
         });
@@ -173,44 +180,54 @@ fn probes(text: &str, budget: usize) -> Vec<Probe> {
     for (i, &(sport, dport)) in
         [(123, 123), (67, 68), (4, 22), (1000, 80), (53, 40001)].iter().enumerate()
     {
-        let src = SOURCES[i % SOURCES.len()];
+        let src = sources[i % sources.len()];
         out.push(Probe::Tcp { flags: 0x02, src, sport, dport });
         out.push(Probe::Udp { src, sport, dport });
     }
     for (i, &dport) in [22u16, 80, 443, 3306, 8080].iter().enumerate() {
         out.push(Probe::Tcp {
             flags: 0x10,
-            src: SOURCES[i % SOURCES.len()],
+            src: sources[i % sources.len()],
             sport: next_sport(),
             dport,
         });
     }
-    for (i, &(ty, code)) in [(8, 0), (13, 0), (0, 0), (8, 0), (13, 0)].iter().enumerate() {
-        out.push(Probe::Icmp { src: SOURCES[i % SOURCES.len()], ty, code });
+    for (i, &(ty, code)) in icmp_cases(net).iter().enumerate() {
+        out.push(Probe::Icmp { src: sources[i % sources.len()], ty, code });
     }
-    for (i, src) in SOURCES.iter().enumerate() {
+    for (i, src) in sources.iter().enumerate() {
         let i = u16::try_from(i).expect("small");
         out.push(Probe::UdpReply { src: *src, sport: 5300 + i, tport: 33000 + i });
     }
     out
 }
 
+fn icmp_cases(net: &Net) -> Vec<(u8, u8)> {
+    match net.family {
+        Family::V4 => vec![(8, 0), (13, 0), (0, 0), (8, 0), (13, 0)],
+        // One echo request per source: a second one with the same identifier would be
+        // ESTABLISHED once the first was answered.
+        Family::V6 => vec![(128, 0), (129, 0), (128, 0), (129, 0)],
+    }
+}
+
 /// Loads `text` into a fresh target and checks every probe. Returns (cases, mismatches).
-fn check_fixture(name: &str, text: &str, budget: usize) -> (usize, Vec<String>) {
-    let rs = portcullis_syntax::parse_save(text).expect("fixture parses");
+fn check_fixture(name: &str, text: &str, family: Family, budget: usize) -> (usize, Vec<String>) {
+    let net = Net::of(family);
+    let rs = portcullis_syntax::parse_save_as(text, family).expect("fixture parses");
     let compiled = Compiled::new(&rs).expect("fixture compiles");
-    let rig = Rig::new("evalk", text);
+    let rig = Rig::with_family("evalk", text, family);
     let (target, scanner) = (&rig.target, &rig.scanner);
     // The scanner's kernel must not answer the target's replies (RST for SYN/ACK, port
     // unreachable for UDP): those would count in the target's INPUT too.
+    let ipt = net.iptables();
+    let icmp = if family == Family::V4 { "icmp" } else { "ipv6-icmp" };
+    let icmp_type = if family == Family::V4 { "--icmp-type" } else { "--icmpv6-type" };
     scanner
-        .run("iptables", &["-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "RST", "RST", "-j", "DROP"])
+        .run(ipt, &["-A", "OUTPUT", "-p", "tcp", "--tcp-flags", "RST", "RST", "-j", "DROP"])
         .expect("scanner rule");
     scanner
-        .run(
-            "iptables",
-            &["-A", "OUTPUT", "-p", "icmp", "--icmp-type", "destination-unreachable", "-j", "DROP"],
-        )
+        .run(ipt, &["-A", "OUTPUT", "-p", icmp, icmp_type, "destination-unreachable", "-j", "DROP"])
         .expect("scanner rule");
 
     let input_side = reachable(
@@ -242,33 +259,34 @@ fn check_fixture(name: &str, text: &str, budget: usize) -> (usize, Vec<String>) 
         input_side.contains(&c) && !output_side.contains(&c)
     };
 
-    let host = Host { local: vec![IpAddr::V4(TARGET), IpAddr::V4(Ipv4Addr::LOCALHOST)] };
+    let host = Host { local: vec![net.target, net.loopback()] };
+    let target_ip = net.target;
     let mut from_scanner = Helper::spawn(scanner);
     let mut from_target = Helper::spawn(target);
-    let mut before = snapshot(target);
+    let mut before = snapshot(target, &net);
     let mut mismatches = Vec::new();
-    let cases = probes(text, budget);
+    let cases = probes(text, budget, &net);
     for probe in &cases {
         match probe {
             Probe::Tcp { flags, src, sport, dport } => {
-                from_scanner.send(&format!("tcp {flags} {src} {sport} {TARGET} {dport}"));
+                from_scanner.send(&format!("tcp {flags} {src} {sport} {target_ip} {dport}"));
             }
             Probe::Udp { src, sport, dport } => {
-                from_scanner.send(&format!("udp {src} {sport} {TARGET} {dport}"));
+                from_scanner.send(&format!("udp {src} {sport} {target_ip} {dport}"));
             }
             Probe::Icmp { src, ty, code } => {
-                from_scanner.send(&format!("icmp {src} {TARGET} {ty} {code}"));
+                from_scanner.send(&format!("icmp {src} {target_ip} {ty} {code}"));
             }
             Probe::UdpReply { src, sport, tport } => {
-                from_target.send(&format!("udp {TARGET} {tport} {src} {sport}"));
-                before = snapshot(target);
-                from_scanner.send(&format!("udp {src} {sport} {TARGET} {tport}"));
+                from_target.send(&format!("udp {target_ip} {tport} {src} {sport}"));
+                before = snapshot(target, &net);
+                from_scanner.send(&format!("udp {src} {sport} {target_ip} {tport}"));
             }
         }
-        let after = snapshot(target);
+        let after = snapshot(target, &net);
         let counted: BTreeSet<Key> = delta(&before, &after).into_iter().filter(compared).collect();
         before = after;
-        let t = trace_compiled(&compiled, Hook::Input, &probe.packet(), &host).expect("trace");
+        let t = trace_compiled(&compiled, Hook::Input, &probe.packet(&net), &host).expect("trace");
         let agrees = t.outcomes.iter().any(|o| {
             let mut expect = BTreeSet::new();
             let mut unsure = BTreeSet::new();
@@ -309,14 +327,14 @@ fn check_fixture(name: &str, text: &str, budget: usize) -> (usize, Vec<String>) 
 fn trace_agrees_with_kernel_counters() {
     if !portcullis_netns::can_run_or_skip(
         "trace_agrees_with_kernel_counters",
-        &["iptables-restore", "iptables-save"],
+        &["iptables-restore", "iptables-save", "ip6tables-restore", "ip6tables-save", "sysctl"],
     ) {
         return;
     }
     let mut total = 0;
     let mut bad = Vec::new();
-    for (name, text) in fixtures() {
-        let (n, mism) = check_fixture(&name, &text, 120);
+    for (name, text, family) in fixtures() {
+        let (n, mism) = check_fixture(&name, &text, family, 120);
         eprintln!("{name}: {n} cases, {} mismatches", mism.len());
         total += n;
         bad.extend(mism);

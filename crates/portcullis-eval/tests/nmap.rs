@@ -1,6 +1,6 @@
 //! Acceptance 2 of issue 6: predicted port states agree with a real scan.
 //!
-//! For the scanner rig of issue 3 and every IPv4 fixture, the ruleset is loaded into a
+//! For the scanner rig of issue 3 and every fixture (IPv4 and IPv6), the ruleset is loaded into a
 //! throwaway target namespace with listeners on a few TCP and UDP ports, nmap scans it
 //! (`-sS` and `-sU`) from a second namespace, and every port's state and reason must be
 //! one the prediction allows. Ports the ruleset hands elsewhere (DNAT to another host,
@@ -9,9 +9,7 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
-
-use common::{Helper, Rig, SOURCES, TARGET, fixtures, ports_of};
+use common::{Helper, Net, Rig, fixtures, ports_of};
 use portcullis_eval::{Compiled, Host, PortQuery, Proto, Reason, predict_ports};
 use portcullis_netns::Netns;
 use portcullis_rules::Family;
@@ -45,28 +43,15 @@ fn expand(list: &str) -> Vec<u16> {
 }
 
 /// nmap's verdict per port: (port, state, reason).
-fn nmap(scanner: &Netns, kind: &str, ports: &str) -> Vec<(u16, String, String)> {
-    let out = scanner
-        .run(
-            "nmap",
-            &[
-                "-n",
-                "-Pn",
-                kind,
-                "--reason",
-                "-T4",
-                "-e",
-                "pcl0",
-                "-S",
-                "198.18.0.1",
-                "-p",
-                ports,
-                "-oX",
-                "-",
-                &TARGET.to_string(),
-            ],
-        )
-        .expect("nmap runs");
+fn nmap(scanner: &Netns, net: &Net, kind: &str, ports: &str) -> Vec<(u16, String, String)> {
+    let src = net.sources[0].to_string();
+    let target = net.target.to_string();
+    let mut args = vec!["-n", "-Pn", kind, "--reason", "-T4", "-e", "pcl0", "-S", &src];
+    if net.family == Family::V6 {
+        args.push("-6");
+    }
+    args.extend(["-p", ports, "-oX", "-", &target]);
+    let out = scanner.run("nmap", &args).expect("nmap runs");
     let mut res = Vec::new();
     for chunk in out.split("<port ").skip(1) {
         let Some(port) = attr(chunk, "portid").and_then(|p| p.parse().ok()) else { continue };
@@ -102,8 +87,9 @@ fn predicted_ports_agree_with_nmap() {
     }
     let mut total = 0;
     let mut bad = Vec::new();
-    for (name, text) in fixtures() {
-        let rig = Rig::new("evaln", &text);
+    for (name, text, family) in fixtures() {
+        let net = Net::of(family);
+        let rig = Rig::with_family("evaln", &text, family);
         let mut helper = Helper::spawn(&rig.target);
         for p in LISTEN_TCP {
             helper.send(&format!("listen tcp {p}"));
@@ -120,14 +106,14 @@ fn predicted_ports_agree_with_nmap() {
         let ports: Vec<u16> = ports.into_iter().step_by(stride).collect();
         let ranges: Vec<PortRange> = ports.iter().map(|p| PortRange::single(*p)).collect();
 
-        let rs = portcullis_syntax::parse_save(&text).expect("fixture parses");
+        let rs = portcullis_syntax::parse_save_as(&text, family).expect("fixture parses");
         let q = PortQuery {
-            family: Family::V4,
-            src: Some(IpAddr::V4(SOURCES[0])),
-            dst: Some(IpAddr::V4(TARGET)),
+            family,
+            src: Some(net.sources[0]),
+            dst: Some(net.target),
             in_iface: Some("pcl0".into()),
             sport: PortRange { lo: 1024, hi: 65535 },
-            host: Host { local: vec![IpAddr::V4(TARGET), IpAddr::V4(Ipv4Addr::LOCALHOST)] },
+            host: Host { local: vec![net.target, net.loopback()] },
             listen_tcp: LISTEN_TCP.iter().map(|p| PortRange::single(*p)).collect(),
             listen_udp: LISTEN_UDP.iter().map(|p| PortRange::single(*p)).collect(),
             tcp: ranges.clone(),
@@ -137,7 +123,7 @@ fn predicted_ports_agree_with_nmap() {
         let runs = predict_ports(&compiled, &q).expect("predicts");
         let mut n = 0;
         for (proto, kind) in [(Proto::Tcp, "-sS"), (Proto::Udp, "-sU")] {
-            let seen = nmap(&rig.scanner, kind, &spec(&ports));
+            let seen = nmap(&rig.scanner, &net, kind, &spec(&ports));
             assert!(!seen.is_empty(), "{name}: nmap {kind} reported nothing");
             for (port, state, reason) in seen {
                 n += 1;

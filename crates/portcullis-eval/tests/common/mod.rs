@@ -5,10 +5,11 @@
 #![allow(dead_code, reason = "each test binary uses a different part of the rig")]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 
 use portcullis_netns::{Netns, link};
+use portcullis_rules::Family;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 pub(crate) const HELPER_ENV: &str = "PCL_EVAL_SENDER";
@@ -19,6 +20,50 @@ pub(crate) const SOURCES: [Ipv4Addr; 4] = [
     Ipv4Addr::new(198, 18, 0, 100),
     Ipv4Addr::new(198, 18, 0, 200),
 ];
+pub(crate) const TARGET6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 2);
+pub(crate) const SOURCES6: [Ipv6Addr; 4] = [
+    Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 1),
+    Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x10),
+    Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x100),
+    Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0x200),
+];
+
+/// The addresses of the rig in one family.
+#[derive(Debug, Clone)]
+pub(crate) struct Net {
+    pub(crate) family: Family,
+    pub(crate) target: IpAddr,
+    pub(crate) sources: Vec<IpAddr>,
+}
+
+impl Net {
+    pub(crate) fn of(family: Family) -> Self {
+        match family {
+            Family::V4 => Self {
+                family,
+                target: TARGET.into(),
+                sources: SOURCES.iter().map(|a| IpAddr::V4(*a)).collect(),
+            },
+            Family::V6 => Self {
+                family,
+                target: TARGET6.into(),
+                sources: SOURCES6.iter().map(|a| IpAddr::V6(*a)).collect(),
+            },
+        }
+    }
+
+    /// The iptables command of the family.
+    pub(crate) fn iptables(&self) -> &'static str {
+        self.family.command()
+    }
+
+    pub(crate) fn loopback(&self) -> IpAddr {
+        match self.family {
+            Family::V4 => Ipv4Addr::LOCALHOST.into(),
+            Family::V6 => Ipv6Addr::LOCALHOST.into(),
+        }
+    }
+}
 
 /// The body of the `sender_helper` pseudo-test: reads commands from stdin, answers
 /// `@@ ok` or `@@ err …` for each. Returns at once outside a helper process.
@@ -52,7 +97,7 @@ fn checksum(data: &[u8]) -> u16 {
 
 fn command(line: &str) -> std::io::Result<()> {
     let w: Vec<&str> = line.split_whitespace().collect();
-    let ip = |s: &str| s.parse::<Ipv4Addr>().map_err(std::io::Error::other);
+    let ip = |s: &str| s.parse::<IpAddr>().map_err(std::io::Error::other);
     let port = |s: &str| s.parse::<u16>().map_err(std::io::Error::other);
     match w.as_slice() {
         ["tcp", flags, src, sport, dst, dport] => {
@@ -69,15 +114,26 @@ fn command(line: &str) -> std::io::Result<()> {
             h[13] = flags;
             h[14..16].copy_from_slice(&1024u16.to_be_bytes());
             let mut pseudo = Vec::new();
-            pseudo.extend_from_slice(&src.octets());
-            pseudo.extend_from_slice(&dst.octets());
-            pseudo.extend_from_slice(&[0, 6, 0, 20]);
+            match (src, dst) {
+                (IpAddr::V4(a), IpAddr::V4(b)) => {
+                    pseudo.extend_from_slice(&a.octets());
+                    pseudo.extend_from_slice(&b.octets());
+                    pseudo.extend_from_slice(&[0, 6, 0, 20]);
+                }
+                (IpAddr::V6(a), IpAddr::V6(b)) => {
+                    pseudo.extend_from_slice(&a.octets());
+                    pseudo.extend_from_slice(&b.octets());
+                    pseudo.extend_from_slice(&[0, 0, 0, 20, 0, 0, 0, 6]);
+                }
+                _ => return Err(std::io::Error::other("mixed families")),
+            }
             pseudo.extend_from_slice(&h);
             let c = checksum(&pseudo);
             h[16..18].copy_from_slice(&c.to_be_bytes());
-            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP))?;
-            s.bind(&SockAddr::from(SocketAddrV4::new(src, 0)))?;
-            s.send_to(&h, &SockAddr::from(SocketAddrV4::new(dst, 0)))?;
+            let domain = if src.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+            let s = Socket::new(domain, Type::RAW, Some(Protocol::TCP))?;
+            s.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
+            s.send_to(&h, &SockAddr::from(SocketAddr::new(dst, 0)))?;
         }
         ["udp", src, sport, dst, dport] => {
             let s = UdpSocket::bind((ip(src)?, port(sport)?))?;
@@ -89,14 +145,19 @@ fn command(line: &str) -> std::io::Result<()> {
             h[0] = ty.parse().map_err(std::io::Error::other)?;
             h[1] = code.parse().map_err(std::io::Error::other)?;
             h[4..8].copy_from_slice(&[0x12, 0x34, 0, 1]);
-            let c = checksum(&h);
-            h[2..4].copy_from_slice(&c.to_be_bytes());
-            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
-            s.bind(&SockAddr::from(SocketAddrV4::new(src, 0)))?;
-            s.send_to(&h, &SockAddr::from(SocketAddrV4::new(dst, 0)))?;
+            let s = if src.is_ipv4() {
+                let c = checksum(&h);
+                h[2..4].copy_from_slice(&c.to_be_bytes());
+                Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?
+            } else {
+                // The kernel fills in the ICMPv6 checksum.
+                Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?
+            };
+            s.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
+            s.send_to(&h, &SockAddr::from(SocketAddr::new(dst, 0)))?;
         }
         ["listen", "tcp", p] => {
-            let l = TcpListener::bind(("0.0.0.0", port(p)?))?;
+            let l = TcpListener::bind(("::", port(p)?))?;
             std::thread::spawn(move || {
                 let mut keep = Vec::new();
                 for s in l.incoming().flatten() {
@@ -105,7 +166,7 @@ fn command(line: &str) -> std::io::Result<()> {
             });
         }
         ["listen", "udp", p] => {
-            let s = UdpSocket::bind(("0.0.0.0", port(p)?))?;
+            let s = UdpSocket::bind(("::", port(p)?))?;
             std::thread::spawn(move || {
                 let mut buf = [0u8; 2048];
                 while let Ok((n, from)) = s.recv_from(&mut buf) {
@@ -167,20 +228,106 @@ pub(crate) struct Rig {
 
 impl Rig {
     pub(crate) fn new(purpose: &str, rules: &str) -> Self {
+        Self::with_family(purpose, rules, Family::V4)
+    }
+
+    /// The rig with `rules` loaded by `iptables-restore` or `ip6tables-restore`. For IPv6
+    /// the link has no link-local addresses and permanent neighbour entries, and the rig
+    /// waits for the multicast listener reports of the new addresses to pass, so that no
+    /// neighbour discovery or MLD packet counts in the target's rules.
+    pub(crate) fn with_family(purpose: &str, rules: &str, family: Family) -> Self {
         let target = Netns::create(purpose).expect("target namespace");
         let scanner = Netns::create(purpose).expect("scanner namespace");
-        link(&target, &scanner, 0).expect("link");
+        for ns in [&target, &scanner] {
+            for knob in [
+                "net.ipv6.conf.default.addr_gen_mode=1",
+                "net.ipv6.conf.default.accept_ra=0",
+                "net.ipv6.conf.default.router_solicitations=0",
+                "net.ipv6.conf.default.dad_transmits=0",
+            ] {
+                let _ = ns.run("sysctl", &["-qw", knob]);
+            }
+        }
+        let l = link(&target, &scanner, 0).expect("link");
         for s in &SOURCES[1..] {
             scanner
                 .run("ip", &["addr", "add", &format!("{s}/24"), "dev", "pcl0"])
                 .expect("address");
         }
+        for s in &SOURCES6[1..] {
+            scanner
+                .run("ip", &["addr", "add", &format!("{s}/64"), "dev", "pcl0", "nodad"])
+                .expect("address");
+        }
+        if family == Family::V6 {
+            let mac = |ns: &Netns| {
+                let out = ns.run("cat", &["/sys/class/net/pcl0/address"]).expect("mac");
+                out.trim().to_owned()
+            };
+            let (tmac, smac) = (mac(&target), mac(&scanner));
+            target
+                .run(
+                    "ip",
+                    &[
+                        "-6",
+                        "neigh",
+                        "replace",
+                        &l.b_v6.to_string(),
+                        "lladdr",
+                        &smac,
+                        "dev",
+                        "pcl0",
+                        "nud",
+                        "permanent",
+                    ],
+                )
+                .expect("neighbour");
+            for s in &SOURCES6[1..] {
+                target
+                    .run(
+                        "ip",
+                        &[
+                            "-6",
+                            "neigh",
+                            "replace",
+                            &s.to_string(),
+                            "lladdr",
+                            &smac,
+                            "dev",
+                            "pcl0",
+                            "nud",
+                            "permanent",
+                        ],
+                    )
+                    .expect("neighbour");
+            }
+            scanner
+                .run(
+                    "ip",
+                    &[
+                        "-6",
+                        "neigh",
+                        "replace",
+                        &l.a_v6.to_string(),
+                        "lladdr",
+                        &tmac,
+                        "dev",
+                        "pcl0",
+                        "nud",
+                        "permanent",
+                    ],
+                )
+                .expect("neighbour");
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
         // ICMP errors complete, so nmap sees every reason.
         for knob in ["net.ipv4.icmp_ratelimit=0", "net.ipv4.icmp_msgs_per_sec=100000"] {
             let _ = target.run("sysctl", &["-qw", knob]);
         }
+        let restore_cmd =
+            if family == Family::V4 { "iptables-restore" } else { "ip6tables-restore" };
         let mut restore = target
-            .command("iptables-restore")
+            .command(restore_cmd)
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -192,8 +339,9 @@ impl Rig {
     }
 }
 
-/// The IPv4 fixture rulesets: the syntax crate's baseline fixtures and this crate's.
-pub(crate) fn fixtures() -> Vec<(String, String)> {
+/// The fixture rulesets: the syntax crate's baseline fixtures and this crate's, with
+/// their family.
+pub(crate) fn fixtures() -> Vec<(String, String, Family)> {
     let mut out = Vec::new();
     let dirs = [
         concat!(env!("CARGO_MANIFEST_DIR"), "/../portcullis-syntax/test_data/baseline"),
@@ -208,10 +356,13 @@ pub(crate) fn fixtures() -> Vec<(String, String)> {
                 continue;
             }
             let text = std::fs::read_to_string(&f).expect("read fixture");
-            if text.lines().any(|l| l.contains("::")) {
-                continue;
-            }
-            out.push((f.file_name().expect("name").to_string_lossy().into_owned(), text));
+            let name = f.file_name().expect("name").to_string_lossy().into_owned();
+            let family = if name.contains("_v6") || text.lines().any(|l| l.contains("::")) {
+                Family::V6
+            } else {
+                Family::V4
+            };
+            out.push((name, text, family));
         }
     }
     out
