@@ -130,6 +130,22 @@ fn real_listings_parse_with_every_rule() {
     assert!(files >= 400, "{files}");
 }
 
+/// The `Listing` is lossless: every real listing, parsed and printed back, is identical
+/// byte for byte (NUL bytes, trailing spaces and overflowing columns included).
+#[test]
+fn real_listings_print_back_identically() {
+    let mut n = 0;
+    for (_, dir) in capture_dirs() {
+        for (path, _) in listings(&dir) {
+            let text = fs::read_to_string(&path).expect("listing");
+            let listing = parse_listing(&text).expect("parses");
+            assert_eq!(listing.to_text(), text, "{}", path.display());
+            n += 1;
+        }
+    }
+    assert!(n >= 500, "{n}");
+}
+
 /// Acceptance 2: byte for byte, for every fixture and backend. Required for `-n -v -x
 /// --line-numbers`, `-v -x` and the default (names); every other captured combination
 /// is compared too.
@@ -437,6 +453,7 @@ proptest! {
     #[test]
     fn random_text_never_panics(s in "(Chain |target|num |pkts|[ !a-zA-Z0-9:./*,\\[\\]()\"-]|\n|\u{0}){0,200}") {
         if let Ok(l) = parse_listing(&s) {
+            let _ = l.to_text();
             let _ = listing_to_ruleset(&l, TableName::Filter, None);
         }
     }

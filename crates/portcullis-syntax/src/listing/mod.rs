@@ -17,6 +17,7 @@
 mod decode;
 mod parse;
 mod render;
+mod reprint;
 mod services;
 mod text;
 
@@ -140,6 +141,8 @@ pub struct Columns {
     pub counters: bool,
     /// `in out` (`-v`).
     pub via: bool,
+    /// `-x` with `-v`: counters in full, in the wider `%8llu` columns.
+    pub exact: bool,
 }
 
 /// The unit suffix of a counter printed without `-x`.

@@ -124,6 +124,7 @@ fn parse_column_header(line: &str) -> Option<Columns> {
         num: words.first() == Some(&"num"),
         counters: words.contains(&"pkts") && words.contains(&"bytes"),
         via: tail == via,
+        exact: line.contains("    pkts      bytes "),
     };
     let expected_head = usize::from(columns.num) + 2 * usize::from(columns.counters);
     (t == expected_head && (tail == plain || tail == via)).then_some(columns)
@@ -158,7 +159,15 @@ fn infer_columns(line: &str) -> Option<Columns> {
     // a target; assume the target is there.
     let before_prot = opt.map_or(numeric, |o| o.saturating_sub(1));
     let k = numeric.min(before_prot).min(3);
-    Some(Columns { num: k == 1 || k == 3, counters: k >= 2, via: k >= 2 })
+    let (num, counters) = (k == 1 || k == 3, k >= 2);
+    // `%5llu ` ends a non-exact pkts field 5 columns after its start, `%8llu ` 8 or more.
+    let exact = counters && {
+        let mut cur = Cursor { line, pos: 0 };
+        let field_start =
+            if num { cur.next("num").map_or(0, |(at, t)| (at + t.len() + 1).max(5)) } else { 0 };
+        cur.next("pkts").is_ok_and(|(at, t)| at + t.len() > field_start + 5)
+    };
+    Some(Columns { num, counters, via: counters, exact })
 }
 
 /// A cursor over a line's space-separated tokens that keeps byte positions.
