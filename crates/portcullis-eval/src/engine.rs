@@ -295,7 +295,7 @@ impl Run<'_> {
                 }
                 _ => {
                     let _ = st;
-                    act_text(&rule.act, c)
+                    act_text(&rule.act, &table.chains)
                 }
             }
         };
@@ -524,8 +524,8 @@ fn next_stage(st: &mut State) {
     st.stage += 1;
 }
 
-fn act_text(a: &Act, c: &Compiled) -> String {
-    let _ = c;
+fn act_text(a: &Act, chains: &[crate::compile::CChain]) -> String {
+    let name = |i: usize| chains.get(i).map_or("?", |c| c.name.as_str());
     match a {
         Act::None => "counted (no target)".into(),
         Act::Accept => "ACCEPT".into(),
@@ -533,8 +533,8 @@ fn act_text(a: &Act, c: &Compiled) -> String {
         Act::Reject(w) => format!("REJECT --reject-with {}", w.as_str()),
         Act::Return => "RETURN".into(),
         Act::Queue => "QUEUE".into(),
-        Act::Jump(_) => "jump".into(),
-        Act::Goto(_) => "goto".into(),
+        Act::Jump(t) => format!("jump to {}", name(*t)),
+        Act::Goto(t) => format!("goto {}", name(*t)),
         Act::Continue => "non-terminating target, continue".into(),
         Act::Mark(m) => format!("MARK --set-xmark {}", m.saved_target()),
         Act::RestoreMark => "CONNMARK --restore-mark".into(),
