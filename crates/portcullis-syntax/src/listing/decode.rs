@@ -411,6 +411,7 @@ impl<'a> Decoder<'a, '_> {
                 }
                 "owner" => self.owner(rule, negate),
                 "ADDRTYPE" if self.peek() == Some("match") => self.addrtype(rule),
+                "match" if self.peek() == Some("bpf") => self.bpf(rule, negate),
                 "rpfilter" => {
                     let mut m = Match::new("rpfilter");
                     while let Some(f) = self
@@ -454,6 +455,20 @@ impl<'a> Decoder<'a, '_> {
                 self.warn_rest(start);
             }
         }
+    }
+
+    /// `match bpf PROGRAM\0`: the program without its length, ended by a NUL byte.
+    fn bpf(&mut self, rule: &mut Rule, negate: bool) -> bool {
+        self.word();
+        let t = self.text.trim_start_matches(' ');
+        let Some(end) = t.find('\0') else { return false };
+        let prog = &t[..end];
+        self.text = &t[end + 1..];
+        let count = prog.split(',').count();
+        let mut m = Match::new("bpf");
+        m.opts.push(opt("bytecode", negate, &[&format!("{count},{prog}")]));
+        rule.matches.push(m);
+        true
     }
 
     fn pkttype(&mut self, rule: &mut Rule) -> bool {

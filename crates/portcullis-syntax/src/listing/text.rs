@@ -662,6 +662,15 @@ fn match_text(out: &mut String, m: &Match, rule: &Rule, family: Family, numeric:
                 }
             }
         }
+        "bpf" => {
+            // bpf_print: no leading space, the program without its length, and a NUL
+            // byte as the last instruction's separator.
+            if let Some(code) = o("bytecode") {
+                out.push_str("match bpf ");
+                out.push_str(code.arg().split_once(',').map_or("", |(_, prog)| prog));
+                out.push('\0');
+            }
+        }
         "set" => {
             for opt in &m.opts {
                 neg(out, opt);
