@@ -274,8 +274,9 @@ pub struct Engine {
     cursor: u64,
     /// Probes awaiting an answer, in send order: (sent at, task).
     outstanding: VecDeque<(Duration, u32)>,
-    /// Send times of the probes in `outstanding`, for RTT samples.
-    sent_at: HashMap<u32, Duration>,
+    /// Send times of the probes in `outstanding`, for RTT samples,
+    /// with their position in this pass's order.
+    sent_at: HashMap<u32, (Duration, u64)>,
     pass: u8,
     pass_start: Duration,
     next_send: Duration,
@@ -283,6 +284,11 @@ pub struct Engine {
     last_icmp: Option<Duration>,
     /// A port got its first answer during the current pass.
     news_in_pass: bool,
+    /// Position in this pass's order of the earliest probe an ICMP error answered.
+    first_icmp_in_pass: Option<u64>,
+    /// Whether this pass's answers were all ICMP errors to this pass's probes (see
+    /// [`Engine::prune_proven_silent`]).
+    only_icmp_news: bool,
     probes_sent: u64,
     done: bool,
 }
@@ -346,6 +352,8 @@ impl Engine {
             first_send: None,
             last_icmp: None,
             news_in_pass: false,
+            first_icmp_in_pass: None,
+            only_icmp_news: true,
             probes_sent: 0,
             done: false,
         })
@@ -413,7 +421,7 @@ impl Engine {
         let seq = self.cookie(dst, dst_port, src_port);
         let ack = if self.scan_type == ScanType::Ack { self.ack_cookie(seq) } else { 0 };
         self.outstanding.push_back((now, task));
-        self.sent_at.insert(task, now);
+        self.sent_at.insert(task, (now, self.cursor - 1));
         self.probes_sent += 1;
         self.first_send.get_or_insert(now);
         self.next_send = now + self.timing.send_interval();
@@ -470,6 +478,7 @@ impl Engine {
         if self.cursor < self.order.domain() || !self.outstanding.is_empty() {
             return;
         }
+        self.prune_proven_silent();
         let more = self.answered_count < self.tasks
             && (self.pass == 1 || self.news_in_pass)
             && self.pass <= self.timing.max_retries
@@ -486,8 +495,41 @@ impl Engine {
             now
         };
         self.news_in_pass = false;
+        self.first_icmp_in_pass = None;
+        self.only_icmp_news = true;
         self.order = Feistel::new(self.tasks, &mut self.rng);
         self.cursor = 0;
+    }
+
+    /// After a delayed pass (which started with a token in the target's ICMP bucket) whose
+    /// only news were ICMP errors: every port probed before the earliest probe an ICMP
+    /// error answered met a non-empty bucket (nothing had consumed the token yet), so had
+    /// it drawn an ICMP error, that error would have come back. Those ports are proven
+    /// silent and skip the next pass. With one target and an in-order link this is exact;
+    /// anything else (a reply to an older try, any non-ICMP news) disables it for the pass.
+    fn prune_proven_silent(&mut self) {
+        let proven = match self.first_icmp_in_pass {
+            Some(first)
+                if self.pass >= 2
+                    && self.timing.icmp_refill_pass
+                    && self.only_icmp_news
+                    && self.hosts.len() == 1 =>
+            {
+                first
+            }
+            _ => return,
+        };
+        for i in 0..proven {
+            let x = self.order.permute(i);
+            if let Ok(task) = u32::try_from(x)
+                && task < self.tasks
+                && !self.is_answered(task)
+            {
+                // Marked done without an answer: finish() reports the silent default.
+                self.answered[task as usize / 64] |= 1 << (task % 64);
+                self.answered_count += 1;
+            }
+        }
     }
 
     /// When the engine next needs [`Engine::poll_transmit`] called: `None` once the scan is
@@ -646,11 +688,12 @@ impl Engine {
 
     fn record(&mut self, now: Duration, task: u32, tryno: u8, a: Answer, icmp: bool) {
         let (h, _) = self.host_port(task);
-        if tryno + 1 == self.pass
-            && let Some(sent) = self.sent_at.get(&task)
-            && now >= *sent
+        let this_pass =
+            if tryno + 1 == self.pass { self.sent_at.get(&task).copied() } else { None };
+        if let Some((sent, _)) = this_pass
+            && now >= sent
         {
-            self.hosts[h].rtt.sample(now - *sent);
+            self.hosts[h].rtt.sample(now - sent);
         }
         self.hosts[h].responded = true;
         let fresh = match self.answers.get(&task) {
@@ -662,11 +705,23 @@ impl Engine {
                 self.answered[task as usize / 64] |= 1 << (task % 64);
                 self.answered_count += 1;
                 self.news_in_pass = true;
+                match this_pass {
+                    Some((_, idx)) if icmp => {
+                        self.first_icmp_in_pass =
+                            Some(self.first_icmp_in_pass.map_or(idx, |f| f.min(idx)));
+                    }
+                    _ => self.only_icmp_news = false,
+                }
             }
             self.answers.insert(task, a);
         }
         if icmp {
             self.last_icmp = Some(now);
+            // An ICMP error that arrives after the next delayed pass was scheduled but
+            // before it began consumed a token: the pass waits for the refill again.
+            if self.pass > 1 && self.cursor == 0 && self.timing.icmp_refill_pass {
+                self.pass_start = self.pass_start.max(now + Duration::from_secs(1) + REFILL_MARGIN);
+            }
         }
     }
 
