@@ -324,6 +324,31 @@ mod tests {
     }
 
     #[test]
+    fn blank_ip6tables_opt_column() {
+        // ip6tables before 1.8.9 printed three blanks instead of `--` in the opt column.
+        let line = |target: &str, prot: &str, iface: &str, src: &str, text: &str| {
+            format!(
+                "{:>5} {:>5} {target:<9}  {prot:<4}     {iface:<6} {:<6}  {src:<19}  {:<19} {text}\n",
+                0, 0, "*", "::/0"
+            )
+        };
+        let text = [
+            "Chain INPUT (policy ACCEPT 0 packets, 0 bytes)\n".to_owned(),
+            " pkts bytes target     prot opt in     out     source               destination         \n".to_owned(),
+            line("ACCEPT", "ipv6-icmp", "*", "::/0", " ipv6-icmptype 128"),
+            line("", "all", "eth0", "2001:db8::/32", ""),
+        ]
+        .concat();
+        let l = parse_listing(&text).expect("parses");
+        let r = &l.chains[0].rules;
+        assert_eq!((r[0].opt.as_str(), r[0].prot.value.as_str()), ("", "ipv6-icmp"));
+        assert_eq!(r[0].text, " ipv6-icmptype 128");
+        assert_eq!((r[1].target.as_str(), r[1].source.value.as_str()), ("", "2001:db8::/32"));
+        assert_eq!(r[1].in_iface.as_ref().map(|f| f.value.as_str()), Some("eth0"));
+        assert_eq!(l.to_text(), text);
+    }
+
+    #[test]
     fn bad_header_is_an_error() {
         let e = parse_listing("Chain INPUT (policy DROP x packets, 1 bytes)\n").expect_err("bad");
         assert_eq!(e.line, 1);
