@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 use portcullis_rules::{Backend, Family, Ruleset, Table, TableName, validate};
-use portcullis_syntax::{parse_rules_spec, parse_save_as, render_rule};
+use portcullis_syntax::{SaveOptions, parse_rules_spec, parse_save_as, render_rule, render_save};
 
 use crate::cache::{self, Fingerprint};
 use crate::error::{ApplyError, FailureKind, Rejected, RestoreFailure, Span, blamed_token};
@@ -217,21 +217,20 @@ pub fn snapshot(target: &Target) -> Result<Snapshot, ApplyError> {
     })
 }
 
-/// Reads only `tables` (`iptables-save -c -t T` each with nft, whose `-t` fetches one
-/// table; the whole ruleset with legacy, whose `-t` would create absent tables).
+/// Reads only `tables`, with counters: with nft each with `iptables -t T -S -v` (which
+/// reads one table; `iptables-nft-save -t` reads them all), with legacy the whole save
+/// (fast there, and its `-t` would create a missing table). An nft table that does not
+/// exist reads as empty, so a revert leaves it empty rather than absent.
 pub fn snapshot_tables(target: &Target, tables: &[TableName]) -> Result<Snapshot, ApplyError> {
-    if target.backend == Backend::Legacy || tables.len() >= 3 {
+    if target.backend == Backend::Legacy {
         return snapshot(target);
     }
-    // `iptables-nft-save -t T` prints an empty table also when T does not exist; nft(8)
-    // says which exist (when it is installed).
-    let existing = nft_tables(target);
     let mut text = String::new();
     for t in tables {
-        if existing.as_ref().is_some_and(|e| !e.contains(t.as_str())) {
-            continue;
-        }
-        text.push_str(&target.save(Some(*t), Counters::Keep)?);
+        let spec = target.list_table(*t)?;
+        let rs = parse_rules_spec(&spec, *t, target.family)
+            .map_err(|e| ApplyError::Readback(Box::new(e)))?;
+        text.push_str(&render_save(&rs, SaveOptions { counters: true }));
     }
     Ok(Snapshot {
         family: target.family,
@@ -240,19 +239,6 @@ pub fn snapshot_tables(target: &Target, tables: &[TableName]) -> Result<Snapshot
         noflush: false,
         covered: tables.to_vec(),
     })
-}
-
-/// The iptables tables nft holds for the target's family, when `nft` can tell.
-fn nft_tables(target: &Target) -> Option<HashSet<String>> {
-    let family = match target.family {
-        Family::V4 => "ip",
-        Family::V6 => "ip6",
-    };
-    let mut c = target.command("nft");
-    c.args(["list", "tables", family]).stdin(std::process::Stdio::null());
-    let out = c.output().ok().filter(|o| o.status.success())?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Some(text.lines().filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned)).collect())
 }
 
 /// Checks, locks and plans an apply of `desired` to `target`, without touching the

@@ -99,9 +99,19 @@ impl Target {
 
     /// `iptables -t TABLE -S CHAIN`: one chain in `-S` form.
     pub fn list_chain(&self, table: TableName, chain: &str) -> Result<String, ApplyError> {
+        self.list(table, &["-S", chain])
+    }
+
+    /// `iptables -t TABLE -S -v`: one table in `-S` form with counters. With nft this
+    /// reads only that table, where `iptables-nft-save -t` reads them all.
+    pub fn list_table(&self, table: TableName) -> Result<String, ApplyError> {
+        self.list(table, &["-S", "-v"])
+    }
+
+    fn list(&self, table: TableName, what: &[&str]) -> Result<String, ApplyError> {
         let prog = self.program("");
         let mut c = self.command(&prog);
-        c.args(["-w", &self.wait_secs.to_string(), "-t", table.as_str(), "-S", chain]);
+        c.args(["-w", &self.wait_secs.to_string(), "-t", table.as_str()]).args(what);
         let out = run(c, None, &prog)?;
         if !out.status.success() {
             return Err(ApplyError::Tool {
