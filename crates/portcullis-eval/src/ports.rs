@@ -6,12 +6,12 @@ use std::fmt;
 use std::net::IpAddr;
 
 use portcullis_rules::Family;
-use portcullis_rules::view::{PortRange, RejectWith};
+use portcullis_rules::view::{PortRange, RejectWith, TcpFlags};
 
 use crate::compile::{Compiled, classify};
 use crate::engine::{Outcome, Run, Verdict};
 use crate::error::EvalError;
-use crate::packet::{Hook, Host, Packet};
+use crate::packet::{CtState, Hook, Host, Packet};
 
 /// A transport protocol a scan probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -276,19 +276,35 @@ pub fn predict_ports(c: &Compiled, q: &PortQuery) -> Result<Vec<PortRun>, EvalEr
                 outcome_records(proto, &o, listen, &mut records);
             }
         }
+        let records = check_replies(&run, q, proto, records)?;
         runs.extend(merge(proto, records));
     }
     Ok(runs)
 }
 
-fn outcome_records(
-    proto: Proto,
-    o: &Outcome,
-    listen: &[PortRange],
-    out: &mut Vec<(PortRange, Prediction)>,
-) {
-    let push = |out: &mut Vec<_>, r: PortRange, preds: Vec<Prediction>| {
-        out.extend(preds.into_iter().map(|p| (r, p)));
+/// A predicted answer on a range of ports, with the conntrack state the host's answer
+/// leaves with (`None`: no answer of this host's to check, or one not checked).
+type Record = (PortRange, Prediction, Option<CtState>);
+
+/// The state of the host's own answer: replies of an accepted connection are
+/// ESTABLISHED; what REJECT sends and the kernel's ICMP errors are RELATED.
+fn reply_state(v: &Verdict, p: Prediction, rewritten: bool) -> Option<CtState> {
+    if rewritten || p.reason == Reason::NoResponse {
+        return None;
+    }
+    match (v, p.reason) {
+        (Verdict::Accept, Reason::SynAck | Reason::Reset | Reason::UdpResponse) => {
+            Some(CtState::Established)
+        }
+        (Verdict::Accept | Verdict::Reject(_), _) => Some(CtState::Related),
+        _ => None,
+    }
+}
+
+fn outcome_records(proto: Proto, o: &Outcome, listen: &[PortRange], out: &mut Vec<Record>) {
+    let rewritten = o.final_dport != o.dport;
+    let push = |out: &mut Vec<Record>, r: PortRange, preds: Vec<Prediction>| {
+        out.extend(preds.into_iter().map(|p| (r, p, reply_state(&o.verdict, p, rewritten))));
     };
     if o.forwarded {
         let preds = predict(proto, &Verdict::Unknown(String::new()), false)
@@ -317,6 +333,75 @@ fn outcome_records(
         let l = listen.iter().any(|r| r.contains(piece.lo));
         push(out, piece, predict(proto, &o.verdict, l));
     }
+}
+
+/// The ICMP type and code of an ICMP answer with `reason`.
+fn icmp_of(family: Family, reason: Reason) -> (u8, u8) {
+    match family {
+        Family::V4 => match reason {
+            Reason::NetUnreach => (3, 0),
+            Reason::HostUnreach => (3, 1),
+            Reason::ProtoUnreach => (3, 2),
+            Reason::NetProhibited => (3, 9),
+            Reason::HostProhibited => (3, 10),
+            Reason::AdminProhibited => (3, 13),
+            _ => (3, 3),
+        },
+        Family::V6 => match reason {
+            Reason::NoRoute => (1, 0),
+            Reason::AdminProhibited => (1, 1),
+            Reason::AddrUnreach => (1, 3),
+            Reason::RejectRoute => (1, 6),
+            _ => (1, 4),
+        },
+    }
+}
+
+/// The host's answers leave through OUTPUT: an answer that OUTPUT drops never reaches
+/// the scanner, which then sees silence.
+fn check_replies(
+    run: &Run<'_>,
+    q: &PortQuery,
+    proto: Proto,
+    records: Vec<Record>,
+) -> Result<Vec<(PortRange, Prediction)>, EvalError> {
+    let silent = Prediction {
+        state: if proto == Proto::Tcp { PortState::Filtered } else { PortState::OpenFiltered },
+        reason: Reason::NoResponse,
+    };
+    let mut out = Vec::with_capacity(records.len());
+    for (r, p, state) in records {
+        let Some(state) = state else {
+            out.push((r, p));
+            continue;
+        };
+        let icmp = !matches!(p.reason, Reason::SynAck | Reason::Reset | Reason::UdpResponse);
+        let mut reply = Packet::new(q.family, proto.number());
+        reply.src = q.dst;
+        reply.dst = q.src;
+        reply.out_iface.clone_from(&q.in_iface);
+        reply.state = state;
+        if icmp {
+            reply.proto = if q.family == Family::V4 { 1 } else { 58 };
+            reply.icmp = Some(icmp_of(q.family, p.reason));
+            reply.tcp_flags = TcpFlags::NONE;
+            reply.sport = PortRange::ALL;
+            reply.dport = PortRange::ALL;
+        } else {
+            reply.sport = r;
+            reply.dport = q.sport;
+            reply.tcp_flags = match p.reason {
+                Reason::SynAck => TcpFlags(TcpFlags::SYN.0 | TcpFlags::ACK.0),
+                Reason::Reset => TcpFlags(TcpFlags::RST.0 | TcpFlags::ACK.0),
+                _ => TcpFlags::NONE,
+            };
+        }
+        for o in run.eval(Hook::Output, &reply)? {
+            let piece = if icmp { r } else { o.sport };
+            out.push((piece, if o.verdict == Verdict::Accept { p } else { silent }));
+        }
+    }
+    Ok(out)
 }
 
 /// Unions overlapping records into runs of equal prediction sets.
