@@ -184,7 +184,14 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
     let mut ctx = Ctx::None;
     let mut neg: Option<usize> = None;
     let mut policy_counters = None;
-    let mut seen_base = std::collections::HashSet::new();
+    // Bit set of the base options seen (`-s -d -i -o -p -f` may each come once).
+    let mut seen_base = 0u8;
+    let mut first_time = |letter: char| {
+        let bit = 1u8 << "sdiopf".find(letter).unwrap_or(7);
+        let first = seen_base & bit == 0;
+        seen_base |= bit;
+        first
+    };
 
     while let Some(tok) = p.peek() {
         let at = p.i;
@@ -302,7 +309,7 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
             }
             '4' => family = Some(Family::V4),
             '6' => family = Some(Family::V6),
-            's' | 'd' | 'i' | 'o' | 'p' | 'f' if !seen_base.insert(letter) => {
+            's' | 'd' | 'i' | 'o' | 'p' | 'f' if !first_time(letter) => {
                 return Err((
                     at,
                     ParseErrorKind::BadArgument(format!("multiple -{letter} flags not allowed")),

@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use portcullis_rules::{
-    Action, Address, Chain, ChainName, Counters, Family, Interface, Match, Negatable, Opt,
-    Policy, Protocol, Rule, Ruleset, Table, TableName, Target, is_target_name,
+    Action, Address, Chain, ChainName, Counters, Family, Interface, Match, Negatable, Opt, Policy,
+    Protocol, Rule, Ruleset, Table, TableName, Target, is_target_name,
 };
 use portcullis_syntax::{SaveOptions, parse_save_as, render_save};
 use proptest::prelude::*;
@@ -13,11 +13,39 @@ use proptest::prelude::*;
 /// Long names the command-line parser reserves for itself; a module option of that name
 /// would be read as the base option (as iptables does).
 const RESERVED: &[&str] = &[
-    "append", "insert", "delete", "replace", "new-chain", "new", "delete-chain", "flush",
-    "zero", "policy", "rename-chain", "table", "source", "src", "destination", "dst",
-    "in-interface", "out-interface", "protocol", "fragment", "fragments", "match", "jump",
-    "goto", "set-counters", "ipv4", "ipv6", "wait", "wait-interval", "verbose", "numeric",
-    "exact", "comment",
+    "append",
+    "insert",
+    "delete",
+    "replace",
+    "new-chain",
+    "new",
+    "delete-chain",
+    "flush",
+    "zero",
+    "policy",
+    "rename-chain",
+    "table",
+    "source",
+    "src",
+    "destination",
+    "dst",
+    "in-interface",
+    "out-interface",
+    "protocol",
+    "fragment",
+    "fragments",
+    "match",
+    "jump",
+    "goto",
+    "set-counters",
+    "ipv4",
+    "ipv6",
+    "wait",
+    "wait-interval",
+    "verbose",
+    "numeric",
+    "exact",
+    "comment",
 ];
 
 fn nasty_text() -> impl Strategy<Value = String> {
@@ -80,7 +108,9 @@ fn iface() -> impl Strategy<Value = Interface> {
     "[a-z0-9][a-z0-9.@_-]{0,13}\\+?".prop_map(|s| Interface::new(&s).expect("valid interface"))
 }
 
-fn neg<T: std::fmt::Debug + Clone>(s: impl Strategy<Value = T>) -> impl Strategy<Value = Negatable<T>> {
+fn neg<T: std::fmt::Debug + Clone>(
+    s: impl Strategy<Value = T>,
+) -> impl Strategy<Value = Negatable<T>> {
     (any::<bool>(), s).prop_map(|(negated, value)| Negatable { negated, value })
 }
 
@@ -94,28 +124,36 @@ fn rule(family: Family, chains: Vec<ChainName>) -> impl Strategy<Value = Rule> {
         prop::sample::select(chains).prop_map(|c| Some(Action::Jump(Target::new(c.as_str())))),
     ];
     (
-        prop::option::of((any::<u64>(), any::<u64>()).prop_map(|(packets, bytes)| Counters { packets, bytes })),
+        prop::option::of(
+            (any::<u64>(), any::<u64>()).prop_map(|(packets, bytes)| Counters { packets, bytes }),
+        ),
         prop::option::of(neg(address(family))),
         prop::option::of(neg(address(family))),
         prop::option::of(neg(iface())),
         prop::option::of(neg(iface())),
         prop::option::of(neg(any::<u8>().prop_map(Protocol::Number))),
-        if family == Family::V4 { prop::option::of(any::<bool>()).boxed() } else { Just(None).boxed() },
+        if family == Family::V4 {
+            prop::option::of(any::<bool>()).boxed()
+        } else {
+            Just(None).boxed()
+        },
         prop::collection::vec(module(), 0..4),
         action,
     )
-        .prop_map(|(counters, src, dst, in_iface, out_iface, proto, fragment, matches, action)| Rule {
-            counters,
-            src,
-            dst,
-            in_iface,
-            out_iface,
-            proto,
-            fragment,
-            matches,
-            action,
-            ..Rule::default()
-        })
+        .prop_map(
+            |(counters, src, dst, in_iface, out_iface, proto, fragment, matches, action)| Rule {
+                counters,
+                src,
+                dst,
+                in_iface,
+                out_iface,
+                proto,
+                fragment,
+                matches,
+                action,
+                ..Rule::default()
+            },
+        )
 }
 
 fn ruleset() -> impl Strategy<Value = Ruleset> {
@@ -132,8 +170,14 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                     let builtins = name.builtin_chains().len();
                     let users = users.clone();
                     (
-                        prop::collection::vec(prop::collection::vec(rule(family, users.clone()), 0..4), builtins + users.len()),
-                        prop::collection::vec((any::<bool>(), any::<u64>(), any::<u64>()), builtins),
+                        prop::collection::vec(
+                            prop::collection::vec(rule(family, users.clone()), 0..4),
+                            builtins + users.len(),
+                        ),
+                        prop::collection::vec(
+                            (any::<bool>(), any::<u64>(), any::<u64>()),
+                            builtins,
+                        ),
                     )
                         .prop_map(move |(rules, policies)| {
                             let mut chains: Vec<Chain> = name
@@ -141,7 +185,10 @@ fn ruleset() -> impl Strategy<Value = Ruleset> {
                                 .iter()
                                 .zip(&policies)
                                 .map(|(c, (drop, p, b))| {
-                                    let mut ch = Chain::builtin(c, if *drop { Policy::Drop } else { Policy::Accept });
+                                    let mut ch = Chain::builtin(
+                                        c,
+                                        if *drop { Policy::Drop } else { Policy::Accept },
+                                    );
                                     ch.counters = Some(Counters { packets: *p, bytes: *b });
                                     ch
                                 })
