@@ -25,7 +25,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let Some(loaded) = load(&args.input)? else {
         return Ok(ExitCode::from(1));
     };
-    let out = canonical_text(&loaded.rulesets, args.backend, SaveOptions { counters: args.counters });
+    let out =
+        canonical_text(&loaded.rulesets, args.backend, SaveOptions { counters: args.counters });
     super::write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
 }
