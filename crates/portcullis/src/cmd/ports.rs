@@ -132,14 +132,27 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     write_stdout(&text)?;
     if args.timings {
         eprintln!(
-            "timings: read+parse {:.1} ms, compile {:.1} ms, predict {:.1} ms, total {:.1} ms",
+            "timings: read+parse {:.1} ms, compile {:.1} ms, predict {:.1} ms, total {:.1} ms, cpu {:.0} ms",
             t_read.as_secs_f64() * 1e3,
             t_compile.as_secs_f64() * 1e3,
             t_predict.as_secs_f64() * 1e3,
-            t0.elapsed().as_secs_f64() * 1e3
+            t0.elapsed().as_secs_f64() * 1e3,
+            cpu_ms()
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// CPU time (user + system) of this process so far, in milliseconds, from
+/// `/proc/self/stat` (clock ticks of 10 ms); 0 where that file is missing.
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) * 10.0
 }
 
 /// The state and reason words of a run: one prediction, or the alternatives joined
