@@ -150,28 +150,34 @@ fn bad_input_is_a_diagnostic_not_a_panic() {
 /// of the real output (number -> name) and says so.
 #[test]
 fn list_of_a_live_namespace_equals_iptables() {
-    if !portcullis_netns::can_run_or_skip("list_of_a_live_namespace_equals_iptables", &["iptables"])
-    {
+    if !portcullis_netns::can_run_or_skip(
+        "list_of_a_live_namespace_equals_iptables",
+        &["iptables-nft", "iptables-legacy"],
+    ) {
         return;
     }
-    let ns = portcullis_netns::Netns::create("list").expect("namespace");
-    let fixture = fs::read(baseline("0003_nat_gateway.rules")).expect("fixture");
-    let mut child = ns.command("iptables-restore").stdin(Stdio::piped()).spawn().expect("restore");
-    child.stdin.take().expect("stdin").write_all(&fixture).expect("write");
-    assert!(child.wait().expect("restore").success());
-    for flags in [
-        &["-v", "-x"][..],
-        &["-t", "nat", "-v", "--line-numbers"],
-        &["-n", "-v", "-x", "--line-numbers"],
-    ] {
-        let mut args = vec!["list", "--netns", ns.name()];
-        args.extend_from_slice(flags);
-        let ours = stdout(&run(&args, None));
-        let mut real_args = vec!["-L"];
-        real_args.extend_from_slice(flags);
-        let real = ns.run("iptables", &real_args).expect("iptables -L");
-        let real = if flags.contains(&"-n") { name_numeric_prot(&real) } else { real };
-        assert_eq!(ours, real, "{flags:?}");
+    // One namespace per backend: `list --netns` finds the backend that holds the rules.
+    for backend in ["nft", "legacy"] {
+        let ns = portcullis_netns::Netns::create("list").expect("namespace");
+        let fixture = fs::read(baseline("0003_nat_gateway.rules")).expect("fixture");
+        let restore = format!("iptables-{backend}-restore");
+        let mut child = ns.command(&restore).stdin(Stdio::piped()).spawn().expect("restore");
+        child.stdin.take().expect("stdin").write_all(&fixture).expect("write");
+        assert!(child.wait().expect("restore").success());
+        for flags in [
+            &["-v", "-x"][..],
+            &["-t", "nat", "-v", "--line-numbers"],
+            &["-n", "-v", "-x", "--line-numbers"],
+        ] {
+            let mut args = vec!["list", "--netns", ns.name()];
+            args.extend_from_slice(flags);
+            let ours = stdout(&run(&args, None));
+            let mut real_args = vec!["-L"];
+            real_args.extend_from_slice(flags);
+            let real = ns.run(&format!("iptables-{backend}"), &real_args).expect("iptables -L");
+            let real = if flags.contains(&"-n") { name_numeric_prot(&real) } else { real };
+            assert_eq!(ours, real, "{backend} {flags:?}");
+        }
     }
 }
 

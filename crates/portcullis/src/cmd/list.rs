@@ -68,10 +68,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             (name, text, false)
         }
         (None, netns) => {
-            let netns = netns.as_deref();
-            let backend = detect_backend(netns, family)?;
-            let text = Target::new(netns, family, backend)
-                .save(Some(args.listing.table), Counters::Keep)?;
+            let text = live_save(netns.as_deref(), family, args.listing.table)?;
             ("iptables-save".to_owned(), text, true)
         }
     };
@@ -246,4 +243,31 @@ fn stream_saved_table(text: &str, flags: &ListFlags, family: Family) -> Option<S
         w.chain(c, refs_of(c));
     }
     Some(Streamed { out: w.finish(), chain_found })
+}
+
+/// `iptables-save -c -t TABLE` of the live ruleset, from the backend that holds the
+/// table. Cheap checks first: the nft build prints nothing for a table nft lacks, and
+/// `/proc/net/ip{,6}_tables_names` lists the tables legacy has (read, never loaded: a
+/// legacy save would create the table). Only when both backends have the table does
+/// `detect_backend` compare their contents (and refuse a mix).
+fn live_save(netns: Option<&str>, family: Family, table: TableName) -> Result<String> {
+    let nft = Target::new(netns, family, Backend::Nft);
+    let nft_text = nft.save(Some(table), Counters::Keep).unwrap_or_default();
+    let nft_has = nft_text.lines().any(|l| l.starts_with('*'));
+    let names = match family {
+        Family::V4 => "/proc/net/ip_tables_names",
+        Family::V6 => "/proc/net/ip6_tables_names",
+    };
+    let legacy = Target::new(netns, family, Backend::Legacy);
+    let proc_names =
+        legacy.command("cat").arg(names).output().map(|o| o.stdout).unwrap_or_default();
+    let legacy_has = String::from_utf8_lossy(&proc_names).lines().any(|l| l == table.as_str());
+    Ok(match (nft_has, legacy_has) {
+        (_, false) => nft_text,
+        (false, true) => legacy.save(Some(table), Counters::Keep)?,
+        (true, true) => {
+            let backend = detect_backend(netns, family)?;
+            Target::new(netns, family, backend).save(Some(table), Counters::Keep)?
+        }
+    })
 }
