@@ -87,6 +87,7 @@ pub const CODES: &[(&str, Severity, &str)] = &[
     ("PCL031", Severity::Error, "target in the wrong table or chain"),
     ("PCL040", Severity::Warning, "CRLF line endings"),
     ("PCL050", Severity::Error, "ruleset cannot be evaluated"),
+    ("PCL051", Severity::Warning, "lock-out checks could not finish"),
 ];
 
 fn severity(code: &str) -> Severity {
@@ -250,10 +251,10 @@ fn loopback(family: Family) -> IpAddr {
     }
 }
 
-fn input_outcomes(c: &Compiled, p: &Packet) -> Vec<Outcome> {
+fn input_outcomes(c: &Compiled, p: &Packet) -> Result<Vec<Outcome>, crate::error::EvalError> {
     let host = Host::default();
     let run = Run { compiled: c, host: &host, record: false, limit: 1 << 16 };
-    run.eval(Hook::Input, p).unwrap_or_default()
+    run.eval(Hook::Input, p)
 }
 
 /// The first outcome that does not accept.
@@ -303,15 +304,48 @@ fn lockout(rs: &Ruleset, c: &Compiled, opts: &LintOptions, out: &mut Out) -> boo
     probe.tcp_flags = TcpFlags::SYN;
     probe.sport = PortRange::ALL;
     probe.dport = PortRange::ALL;
-    let new_from_outside = input_outcomes(c, &probe);
-    let drop_line = first_drop(&new_from_outside).map_or(0, |o| decided_line(rs, o).0);
     let input = (TableName::Filter, "INPUT");
-
     let mut lo = probe.clone();
     lo.in_iface = Some("lo".into());
     lo.src = Some(loopback(f));
     lo.dst = Some(loopback(f));
-    let lo_out = input_outcomes(c, &lo);
+    let mut est = probe.clone();
+    est.state = CtState::Established;
+    est.tcp_flags = TcpFlags::ACK;
+    let admin: Vec<Packet> = opts
+        .admin_ports
+        .iter()
+        .map(|&port| {
+            let mut a = probe.clone();
+            a.src = opts.admin_src;
+            a.dport = PortRange::single(port);
+            a
+        })
+        .collect();
+    let all =
+        std::iter::once(&probe).chain([&lo, &est]).chain(&admin).map(|p| input_outcomes(c, p));
+    let results: Result<Vec<Vec<Outcome>>, _> = all.collect();
+    let Ok(mut results) = results else {
+        let line =
+            rs.table(TableName::Filter).and_then(|t| t.chain("INPUT")).map_or(0, |c| c.origin.line);
+        out.push(
+            "PCL051",
+            f,
+            line,
+            Some(input),
+            "the lock-out checks could not finish: uncertain matches fork into too many paths"
+                .into(),
+            Vec::new(),
+            "check loopback, ESTABLISHED and the admin port with `portcullis trace`".into(),
+        );
+        return true;
+    };
+    let admin_out = results.split_off(3);
+    let est_out = results.pop().unwrap_or_default();
+    let lo_out = results.pop().unwrap_or_default();
+    let new_from_outside = results.pop().unwrap_or_default();
+    let drop_line = first_drop(&new_from_outside).map_or(0, |o| decided_line(rs, o).0);
+
     if let Some(o) = first_drop(&lo_out) {
         let (line, what) = decided_line(rs, o);
         out.push(
@@ -327,10 +361,6 @@ fn lockout(rs: &Ruleset, c: &Compiled, opts: &LintOptions, out: &mut Out) -> boo
         );
     }
 
-    let mut est = probe.clone();
-    est.state = CtState::Established;
-    est.tcp_flags = TcpFlags::ACK;
-    let est_out = input_outcomes(c, &est);
     // Show a typical ephemeral port when one is dropped.
     let ephemeral =
         est_out.iter().find(|o| o.verdict != Verdict::Accept && o.dport.contains(49152));
@@ -359,11 +389,7 @@ fn lockout(rs: &Ruleset, c: &Compiled, opts: &LintOptions, out: &mut Out) -> boo
         );
     }
 
-    for &port in &opts.admin_ports {
-        let mut admin = probe.clone();
-        admin.src = opts.admin_src;
-        admin.dport = PortRange::single(port);
-        let outcomes = input_outcomes(c, &admin);
+    for (&port, outcomes) in opts.admin_ports.iter().zip(&admin_out) {
         if !outcomes.iter().any(|o| o.verdict == Verdict::Accept) {
             let (line, what) =
                 outcomes.first().map_or((drop_line, "the ruleset".into()), |o| decided_line(rs, o));
