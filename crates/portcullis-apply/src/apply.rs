@@ -765,3 +765,61 @@ pub fn host_default_backend(family: Family) -> Backend {
         _ => Backend::Nft,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prepared apply of `text`, built without the model's checks or the kernel.
+    fn prepared(text: &str) -> Prepared {
+        let desired = portcullis_syntax::parse_save(text).expect("parses");
+        let plan = Plan::full(&desired);
+        let input = plan.restore_input(&desired);
+        let target = Target::new(Some("pcl-unused"), Family::V4, Backend::Nft);
+        Prepared {
+            snapshot: Snapshot {
+                family: Family::V4,
+                backend: Backend::Nft,
+                text: String::new(),
+                noflush: false,
+                covered: Vec::new(),
+            },
+            target,
+            desired,
+            plan,
+            input,
+            guard: GuardReport { checks: Vec::new() },
+            verify: false,
+            want: None,
+            record: None,
+            timings: Vec::new(),
+            _lock: None,
+        }
+    }
+
+    // nft blames an undefined jump target on the COMMIT line; the applier finds the rule.
+    #[test]
+    fn commit_line_errors_are_mapped_to_the_rule() {
+        let text = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -j NOSUCHCHAIN\nCOMMIT\n";
+        let p = prepared(text);
+        let commit = p.input.text.lines().position(|l| l == "COMMIT").expect("COMMIT") + 1;
+        let stderr = format!(
+            "iptables-nft-restore v1.8.9 (nf_tables): Chain 'NOSUCHCHAIN' does not exist\nError occurred at line: {commit}\n"
+        );
+        let failure = RestoreFailure::parse(Some(2), &stderr);
+        let span = p.locate(u32::try_from(commit).expect("small"), &failure).expect("placed");
+        assert_eq!(span.line, 4);
+        let r = Rejected {
+            failure,
+            table: Some(TableName::Filter),
+            span: Some(span),
+            rolled_back: vec![],
+        };
+        let shown = r.render("rules.v4", text);
+        assert!(shown.contains("--> rules.v4:4:13"), "{shown}");
+        // Legacy's bare "line N failed" on COMMIT names no rule: the table is reported.
+        let legacy =
+            RestoreFailure::parse(Some(1), &format!("iptables-restore: line {commit} failed\n"));
+        assert!(p.locate(u32::try_from(commit).expect("small"), &legacy).is_none());
+    }
+}

@@ -201,13 +201,12 @@ fn run(mut c: Command, input: Option<&[u8]>, prog: &str) -> Result<Output, Apply
             child.stdin.take().ok_or_else(|| spawn_err(std::io::Error::other("no stdin pipe")))?;
         // A writer thread, so a tool that fails early and stops reading cannot block us
         // while its stderr fills up.
-        let data = bytes.to_vec();
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&data);
+        return std::thread::scope(|s| {
+            s.spawn(move || {
+                let _ = stdin.write_all(bytes);
+            });
+            child.wait_with_output().map_err(spawn_err)
         });
-        let out = child.wait_with_output().map_err(spawn_err)?;
-        let _ = writer.join();
-        return Ok(out);
     }
     child.wait_with_output().map_err(spawn_err)
 }
