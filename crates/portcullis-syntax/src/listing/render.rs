@@ -108,6 +108,17 @@ impl<'f> ListingWriter<'f> {
         }
     }
 
+    /// How many bytes were written so far (to cut the output into pieces).
+    pub fn written(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Appends rule lines another writer with the same flags rendered (for callers that
+    /// render the rules of a chain on several threads).
+    pub fn append(&mut self, rendered: &str) {
+        self.out.push_str(rendered);
+    }
+
     /// Takes what was written so far (to write it out while streaming).
     pub fn take(&mut self) -> String {
         std::mem::take(&mut self.out)

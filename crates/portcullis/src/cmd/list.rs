@@ -2,6 +2,7 @@
 //! (this namespace or `--netns NAME`), rendered as iptables 1.8.10+ prints it but without
 //! any name lookup.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,9 +10,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use portcullis_apply::{Counters, Target, detect_backend};
 use portcullis_rules::{
-    Backend, Chain, ChainName, Counters as ChainCounters, Family, Policy, TableName, canonicalize,
+    Action, Backend, Chain, ChainName, Counters as ChainCounters, Family, Policy, TableName,
+    canonicalize,
 };
-use portcullis_syntax::{ListFlags, ListingWriter, parse_rule_line, render_listing, tokenize};
+use portcullis_syntax::{ListFlags, ListingWriter, parse_rule_line, render_listing};
 
 use super::convert::{ListingArgs, pick, read_any};
 use super::input::read_text;
@@ -113,25 +115,31 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The `*table … COMMIT` blocks of `table` in save text (with the `#` header lines), or
-/// `None` when the text is not save text.
-fn table_blocks(text: &str, table: TableName) -> Option<String> {
-    let mut out = String::new();
-    let mut inside = false;
-    let mut any_table = false;
+/// The `*table … COMMIT` blocks of `table` in save text (borrowed when there is one),
+/// or `None` when the text is not save text or lacks the table.
+fn table_blocks(text: &str, table: TableName) -> Option<Cow<'_, str>> {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    let mut start = None;
+    let mut at = 0;
     for line in text.split_inclusive('\n') {
         if let Some(name) = line.strip_prefix('*') {
-            any_table = true;
-            inside = name.trim_end() == table.as_str();
+            start = (name.trim_end() == table.as_str()).then_some(at);
         }
-        if inside || line.starts_with('#') {
-            out.push_str(line);
-        }
-        if inside && line.trim_end() == "COMMIT" {
-            inside = false;
+        at += line.len();
+        if line.trim_end() == "COMMIT"
+            && let Some(s) = start.take()
+        {
+            ranges.push((s, at));
         }
     }
-    (any_table && !out.is_empty()).then_some(out)
+    if let Some(s) = start {
+        ranges.push((s, text.len()));
+    }
+    match ranges.as_slice() {
+        [] => None,
+        [(a, b)] => Some(Cow::Borrowed(&text[*a..*b])),
+        many => Some(Cow::Owned(many.iter().map(|(a, b)| &text[*a..*b]).collect())),
+    }
 }
 
 /// A listing streamed from iptables-save output.
@@ -159,15 +167,18 @@ fn chain_order(c: &Chain) -> (usize, &str) {
     }
 }
 
-/// Lists one table of iptables-save output without holding it: a first pass reads the
-/// chain lines and counts jumps (tokens after `-j`/`-g`), a second parses each rule of a
-/// listed chain, lists it and drops it. Anything iptables-save does not print (restore
-/// commands, a second block, rules out of chain order, a bad line) returns `None`, and
-/// the caller parses the text whole, which also gives the diagnostics.
+/// Lists one table of iptables-save output without holding it as a model. The chain
+/// lines give the chains; the rule lines are cut into one contiguous range per thread,
+/// and each thread parses its rules one at a time, renders the listed ones into its own
+/// buffer (noting where each chain's run starts) and counts the jumps. The main thread
+/// then prints the chains in order: header (with the summed references), then the
+/// pieces of that chain from each thread. Anything iptables-save does not print
+/// (restore commands, a second block, rules out of chain order, a bad line) returns
+/// `None`, and the caller parses the text whole, which also gives the diagnostics.
 fn stream_saved_table(text: &str, flags: &ListFlags, family: Family) -> Option<Streamed> {
     let table = flags.table;
     let mut chains: Vec<Chain> = Vec::new();
-    let mut refs: HashMap<String, usize> = HashMap::new();
+    let mut rule_lines: Vec<&str> = Vec::new();
     let mut blocks = 0;
     for line in text.lines() {
         if line.is_empty() || line.starts_with('#') || line == "COMMIT" {
@@ -192,14 +203,7 @@ fn stream_saved_table(text: &str, flags: &ListFlags, family: Family) -> Option<S
             chain.counters = Some(counters);
             chains.push(chain);
         } else {
-            rule_chain(line)?;
-            let (toks, _) = tokenize(line);
-            let jump = toks
-                .iter()
-                .position(|t| !t.quoted && matches!(&*t.text, "-j" | "-g" | "--jump" | "--goto"));
-            if let Some(t) = jump.and_then(|i| toks.get(i + 1)) {
-                *refs.entry(t.text.to_string()).or_insert(0) += 1;
-            }
+            rule_lines.push(line);
         }
     }
     for name in table.builtin_chains() {
@@ -211,36 +215,88 @@ fn stream_saved_table(text: &str, flags: &ListFlags, family: Family) -> Option<S
     if chains.windows(2).any(|w| w[0].name == w[1].name) {
         return None;
     }
-    let chain_found =
-        flags.chain.as_deref().is_none_or(|c| chains.iter().any(|x| x.name.as_str() == c));
-    let refs_of = |c: &Chain| refs.get(c.name.as_str()).copied().unwrap_or(0);
-    let mut w = ListingWriter::new(flags, family);
-    let mut next = 0;
-    let mut current: Option<(&str, bool)> = None;
-    let mut num = 0;
-    for line in text.lines().filter(|l| l.starts_with("-A ") || l.starts_with('[')) {
-        let chain = rule_chain(line)?;
-        if current.is_none_or(|(c, _)| c != chain) {
-            // Open the chains up to this one, listing the empty ones passed over.
-            loop {
-                let c = chains.get(next)?;
-                next += 1;
-                let listed = w.chain(c, refs_of(c));
-                if c.name.as_str() == chain {
-                    current = Some((c.name.as_str(), listed));
-                    num = 0;
-                    break;
-                }
-            }
-        }
-        num += 1;
-        if current.is_some_and(|(_, listed)| listed) && flags.rule.is_none_or(|n| n == num) {
-            let (_, rule) = parse_rule_line(line, family).ok()?;
-            w.rule(num, &rule);
+    let index: HashMap<&str, usize> =
+        chains.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+    // Each rule line's chain and number in it; chains must come in order.
+    let mut placed: Vec<(usize, usize)> = Vec::with_capacity(rule_lines.len());
+    let mut last = (usize::MAX, 0);
+    for line in &rule_lines {
+        let c = *index.get(rule_chain(line)?)?;
+        last = if c == last.0 {
+            (c, last.1 + 1)
+        } else if last.0 == usize::MAX || c > last.0 {
+            (c, 1)
+        } else {
+            return None;
+        };
+        placed.push(last);
+    }
+    let chain_found = flags.chain.as_deref().is_none_or(|c| index.contains_key(c));
+    let listed = |c: usize| flags.chain.as_deref().is_none_or(|n| n == chains[c].name.as_str());
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 4);
+    let per = rule_lines.len().div_ceil(threads).max(1);
+    type Piece = (String, Vec<(usize, usize, usize)>, HashMap<String, usize>);
+    let pieces: Vec<Option<Piece>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = rule_lines
+            .chunks(per)
+            .zip(placed.chunks(per))
+            .map(|(lines, places)| {
+                scope.spawn(move || -> Option<Piece> {
+                    let mut w = ListingWriter::new(flags, family);
+                    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+                    let mut refs: HashMap<String, usize> = HashMap::new();
+                    for (line, &(c, num)) in lines.iter().zip(places) {
+                        let (_, rule) = parse_rule_line(line, family).ok()?;
+                        let to = match &rule.action {
+                            Some(Action::Jump(t)) => Some(t.name.as_str()),
+                            Some(Action::Goto(g)) => Some(g.as_str()),
+                            None => None,
+                        };
+                        if let Some(to) = to {
+                            match refs.get_mut(to) {
+                                Some(n) => *n += 1,
+                                None => {
+                                    refs.insert(to.to_owned(), 1);
+                                }
+                            }
+                        }
+                        if listed(c) {
+                            let start = w.written();
+                            w.rule(num, &rule);
+                            match runs.last_mut() {
+                                Some(run) if run.0 == c => run.2 = w.written(),
+                                _ => runs.push((c, start, w.written())),
+                            }
+                        }
+                    }
+                    Some((w.finish(), runs, refs))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+    });
+    let pieces: Vec<Piece> = pieces.into_iter().collect::<Option<_>>()?;
+    let mut refs: HashMap<&str, usize> = HashMap::new();
+    for (_, _, r) in &pieces {
+        for (k, v) in r {
+            *refs.entry(k.as_str()).or_insert(0) += v;
         }
     }
-    for c in &chains[next..] {
-        w.chain(c, refs_of(c));
+    let mut w = ListingWriter::new(flags, family);
+    let mut cursor = vec![0usize; pieces.len()];
+    for (ci, c) in chains.iter().enumerate() {
+        if !w.chain(c, refs.get(c.name.as_str()).copied().unwrap_or(0)) {
+            continue;
+        }
+        for (k, (buf, runs, _)) in pieces.iter().enumerate() {
+            while let Some(&(rc, start, end)) = runs.get(cursor[k]) {
+                if rc != ci {
+                    break;
+                }
+                w.append(&buf[start..end]);
+                cursor[k] += 1;
+            }
+        }
     }
     Some(Streamed { out: w.finish(), chain_found })
 }
