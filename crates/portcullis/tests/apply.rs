@@ -106,9 +106,12 @@ fn unconfirmed_apply_reverts() {
     let rig = Rig::new("cfmnever");
     let (old, new) = (expected(OLD), expected(NEW));
     assert_eq!(rig.state(), old);
+    // Confirm as soon as the apply is pending, from the same session: refused.
+    let pending = rig.path("state").join(format!("netns-{}", rig.ns.name())).join("pending.v4");
     let script = format!(
-        "{BIN} apply new.rules --netns {ns} --confirm 2 & sleep 1; {BIN} confirm --netns {ns}; echo confirm-rc=$?; wait",
-        ns = rig.ns.name()
+        "{BIN} apply new.rules --netns {ns} --confirm 2 & while [ ! -e {p} ]; do sleep 0.02; done; {BIN} confirm --netns {ns}; echo confirm-rc=$?; wait",
+        ns = rig.ns.name(),
+        p = pending.display()
     );
     let mut c = Command::new("setsid");
     c.args(["sh", "-c", &script]);
@@ -123,6 +126,13 @@ fn unconfirmed_apply_reverts() {
     assert!(text.contains("confirm-rc=1"), "{text}");
     assert!(text.contains("not confirmed in time: the old V4 ruleset was restored"), "{text}");
     assert!(!out.status.success() || text.contains("restored"), "{text}");
+}
+
+/// Whether process `pid` runs (a zombie waiting for its reaper does not).
+fn alive(pid: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
+    state.is_some_and(|c| c != 'Z')
 }
 
 fn session_of(pid: u32) -> Option<i32> {
@@ -140,7 +150,7 @@ fn killed_applier_and_hangup_still_revert() {
     }
     let rig = Rig::new("cfmkill");
     let (old, new) = (expected(OLD), expected(NEW));
-    let mut child = rig.in_new_session(&["apply", "new.rules", "--confirm", "3"]);
+    let mut child = rig.in_new_session(&["apply", "new.rules", "--confirm", "5"]);
     assert!(rig.wait_for("the new ruleset", &new, Duration::from_secs(5)));
     let applier = child.id();
     let armed = rig.path("state").join(format!("netns-{}", rig.ns.name())).join("armed.v4");
@@ -155,7 +165,7 @@ fn killed_applier_and_hangup_still_revert() {
     kill(pid, Signal::SIGKILL).expect("kill -9");
     let _ = killpg(pid, Signal::SIGHUP);
     let _ = child.wait();
-    assert!(rig.wait_for("the old ruleset back", &old, Duration::from_secs(8)), "not reverted");
+    assert!(rig.wait_for("the old ruleset back", &old, Duration::from_secs(12)), "not reverted");
 }
 
 // Acceptance 3: apply, then confirm from another session: the new ruleset stays.
@@ -166,15 +176,21 @@ fn confirmed_apply_stays() {
     }
     let rig = Rig::new("cfmok");
     let new = expected(NEW);
-    let child = rig.in_new_session(&["apply", "new.rules", "--confirm", "3"]);
+    let child = rig.in_new_session(&["apply", "new.rules", "--confirm", "20"]);
     assert!(rig.wait_for("the new ruleset", &new, Duration::from_secs(5)));
+    let armed = rig.path("state").join(format!("netns-{}", rig.ns.name())).join("armed.v4");
+    let watchdog = std::fs::read_to_string(&armed).expect("armed").trim().to_owned();
     let out = rig.portcullis(&["confirm"]).output().expect("confirm runs");
     assert!(out.status.success(), "{}", text_of(&out));
     let out = child.wait_with_output().expect("apply ends");
     assert!(out.status.success(), "{}", text_of(&out));
     assert!(text_of(&out).contains("confirmed: the new V4 ruleset stays"), "{}", text_of(&out));
-    // Past the deadline nothing reverts.
-    std::thread::sleep(Duration::from_secs(4));
+    // The watchdog ends without reverting.
+    let start = Instant::now();
+    while alive(&watchdog) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(&watchdog), "the watchdog is still running");
     assert_eq!(rig.state(), new);
     let again = rig.portcullis(&["confirm"]).output().expect("confirm runs");
     assert!(!again.status.success(), "nothing is pending any more");
