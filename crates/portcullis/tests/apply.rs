@@ -135,6 +135,24 @@ fn alive(pid: &str) -> bool {
     state.is_some_and(|c| c != 'Z')
 }
 
+// Confirm-or-revert of an incremental apply: the partial (--noflush) backup brings the
+// old chains and policies back.
+#[test]
+fn unconfirmed_incremental_apply_reverts() {
+    if !can_run_or_skip("unconfirmed_incremental_apply_reverts", &["iptables-nft", "setsid"]) {
+        return;
+    }
+    let rig = Rig::new("cfminc");
+    let (old, new) = (expected(OLD), expected(NEW));
+    let child = rig.in_new_session(&["apply", "new.rules", "--incremental", "--confirm", "2"]);
+    assert!(rig.wait_for("the new ruleset", &new, Duration::from_secs(5)));
+    assert!(rig.wait_for("the old ruleset back", &old, Duration::from_secs(8)), "not reverted");
+    let out = child.wait_with_output().expect("apply ends");
+    let text = text_of(&out);
+    assert!(text.contains("incremental apply"), "{text}");
+    assert!(text.contains("not confirmed in time"), "{text}");
+}
+
 fn session_of(pid: u32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
