@@ -345,7 +345,8 @@ fn read_kernel(
     if let Some(fp) = cache::load(target) {
         let covers = desired.tables.iter().all(|t| fp.tables.contains_key(&t.name));
         if covers && canary_ok(target, &fp, desired)? {
-            let plan = Plan::incremental_from(&fp, &cache::raw_want(desired), true);
+            let raw = cache::raw_want(desired);
+            let plan = Plan::incremental_from(&fp, &raw, true);
             let snap = partial_snapshot(target, &plan)?;
             return Ok((lock, plan, snap, None, Some(fp)));
         }
@@ -632,11 +633,7 @@ impl Prepared {
             }
             if want.is_none() {
                 // Fast path: bring the old record up to date for the chains written.
-                let raw: HashMap<String, u64> = cache::raw_want(&self.desired)
-                    .into_iter()
-                    .filter(|(tt, _)| tt == t)
-                    .flat_map(|(_, cs)| cs.into_iter().map(|c| (c.name, c.key)))
-                    .collect();
+                let raw: HashMap<String, u64> = cache::raw_want_of(&self.desired, *t, &names);
                 let entry = record.tables.entry(*t).or_default();
                 for n in &names {
                     let Some(c) = wanted.chain(n) else { continue };

@@ -88,6 +88,23 @@ pub(crate) fn raw_want(desired: &Ruleset) -> Want {
     want_of(desired)
 }
 
+/// The raw hashes of some chains of one table (a builtin the ruleset leaves out hashes as
+/// empty).
+pub(crate) fn raw_want_of(
+    desired: &Ruleset,
+    table: TableName,
+    names: &[String],
+) -> HashMap<String, u64> {
+    let t = desired.table(table);
+    names
+        .iter()
+        .map(|n| {
+            let rules = t.and_then(|t| t.chain(n)).map_or(&[][..], |c| &c.rules[..]);
+            (n.clone(), hash_rules(rules))
+        })
+        .collect()
+}
+
 /// The ruleset in comparable form, keyed by canonical hashes.
 pub(crate) fn canon_want(comparable: &Ruleset) -> Want {
     want_of(comparable)
