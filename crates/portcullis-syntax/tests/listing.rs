@@ -122,6 +122,10 @@ fn real_listings_parse_with_every_rule() {
                 let chains = listing.chains.iter().filter(|c| c.header.is_some()).count();
                 assert!(chains >= 1, "{}", path.display());
             }
+            // The table, told by the builtin chains (security lists filter's chains).
+            if flags.chain.is_none() && flags.table != TableName::Security {
+                assert_eq!(listing.guess_table(), Some(flags.table), "{}", path.display());
+            }
             files += 1;
             rules += got;
         }

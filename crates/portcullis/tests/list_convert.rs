@@ -123,6 +123,14 @@ fn convert_between_all_formats() {
     let save = stdout(&o);
     assert!(save.contains("-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n"), "{save}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("interfaces are not shown"));
+    // a nat listing -> save: the table is told by its builtin chains.
+    let nat = fs::read_to_string(baseline("0004_docker/iptables-1.8.9-nft/L.nat.v.x.txt"))
+        .expect("capture");
+    let save = stdout(&run(&["convert", "--to", "save"], Some(&nat)));
+    assert!(save.starts_with("*nat\n"), "{save}");
+    assert!(save.contains(
+        "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\n"
+    ));
     // -S text -> save.
     let spec = fs::read_to_string(baseline("0002_web_mail_dns/iptables-1.8.9-nft/S.filter.txt"))
         .expect("capture");

@@ -88,6 +88,33 @@ pub struct Listing {
     pub chains: Vec<ListedChain>,
 }
 
+impl Listing {
+    /// The table a listing shows, told by its builtin chains (those with a policy):
+    /// `None` when it has none or they fit no table. INPUT, FORWARD and OUTPUT alone are
+    /// taken as filter (security has the same chains).
+    pub fn guess_table(&self) -> Option<TableName> {
+        let builtins: Vec<&str> = self
+            .chains
+            .iter()
+            .filter_map(|c| c.header.as_ref())
+            .filter(|h| matches!(h.kind, ChainKind::Builtin { .. }))
+            .map(|h| h.name.as_str())
+            .collect();
+        if builtins.is_empty() {
+            return None;
+        }
+        [TableName::Filter, TableName::Nat, TableName::Mangle, TableName::Raw, TableName::Security]
+            .into_iter()
+            .find(|t| {
+                builtins.iter().all(|b| t.is_builtin(b))
+                    && (builtins.len() == t.builtin_chains().len() || builtins.len() == 1)
+            })
+            .or_else(|| {
+                TableName::ALL.into_iter().find(|t| builtins.iter().all(|b| t.is_builtin(b)))
+            })
+    }
+}
+
 /// One chain of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedChain {

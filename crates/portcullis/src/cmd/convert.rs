@@ -28,9 +28,10 @@ pub(crate) enum To {
 /// The `-L` flags, spelled as iptables spells them.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ListingArgs {
-    /// The table (`-t` as iptables takes it); also the table an `-L` listing input shows.
-    #[arg(short = 't', long = "table", default_value = "filter")]
-    pub(crate) table: TableName,
+    /// The table (`-t` as iptables takes it; filter when not given); also the table an
+    /// `-L` listing input shows (guessed from its builtin chains when not given).
+    #[arg(short = 't', long = "table")]
+    pub(crate) table: Option<TableName>,
     /// Numeric output: no port, protocol or user names.
     #[arg(short = 'n', long = "numeric")]
     pub(crate) numeric: bool,
@@ -46,9 +47,14 @@ pub(crate) struct ListingArgs {
 }
 
 impl ListingArgs {
+    /// `-t`, filter when not given.
+    pub(crate) fn table(&self) -> TableName {
+        self.table.unwrap_or(TableName::Filter)
+    }
+
     pub(crate) fn flags(&self) -> ListFlags {
         ListFlags {
-            table: self.table,
+            table: self.table(),
             numeric: self.numeric,
             verbose: self.verbose,
             exact: self.exact,
@@ -74,10 +80,13 @@ pub(crate) struct Args {
 
 /// Reads `text` in any supported format. Diagnostics and warnings go to standard error;
 /// `None` means the input did not parse.
-pub(crate) fn read_any(name: &str, text: &str, table: TableName) -> Option<Vec<Ruleset>> {
+/// `table` is the table a listing input shows (`-t`); `None` guesses it from the
+/// listing's builtin chains.
+pub(crate) fn read_any(name: &str, text: &str, table: Option<TableName>) -> Option<Vec<Ruleset>> {
     let format = detect_format(text);
     let result = match format {
         Some(Format::Listing) => parse_listing(text).map(|l| {
+            let table = table.or_else(|| l.guess_table()).unwrap_or(TableName::Filter);
             let conv = listing_to_ruleset(&l, table, None);
             for w in &conv.warnings {
                 eprintln!("warning: {name}: {w}");
