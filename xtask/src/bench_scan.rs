@@ -9,7 +9,8 @@
 //! touched or scanned.
 //!
 //! Options: `--runs N`, `--quick` (3 runs), `--no-nmap`, `--only NAME` (substring of a
-//! row name), `--portcullis PATH` (use that binary instead of building one).
+//! row name), `--portcullis PATH` (use that binary instead of building one), `--rest SECS`
+//! (pause between runs so the target's ICMP bucket refills: 6 s fills it).
 
 use std::io::Write as _;
 use std::net::{TcpListener, UdpSocket};
@@ -204,7 +205,14 @@ struct Outcome {
     lags: Vec<f64>,
 }
 
-fn run_row(rig: &Rig, bin: &Path, row: &Row, runs: usize, dir: &Path) -> Result<Outcome> {
+fn run_row(
+    rig: &Rig,
+    bin: &Path,
+    row: &Row,
+    runs: usize,
+    rest: Duration,
+    dir: &Path,
+) -> Result<Outcome> {
     let mut times = Vec::new();
     let mut right = 0;
     let gnmap = dir.join("out.gnmap");
@@ -212,6 +220,7 @@ fn run_row(rig: &Rig, bin: &Path, row: &Row, runs: usize, dir: &Path) -> Result<
     let json = dir.join("out.json");
     let mut lags = Vec::new();
     for _ in 0..runs {
+        std::thread::sleep(rest);
         let _ = std::fs::remove_file(&gnmap);
         let _ = std::fs::remove_file(&xml);
         let mut cmd = match row.tool {
@@ -269,6 +278,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut nmap = true;
     let mut only: Option<String> = None;
     let mut prebuilt: Option<PathBuf> = None;
+    let mut rest = Duration::ZERO;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -278,6 +288,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             "--no-nmap" => nmap = false,
             "--only" => only = Some(it.next().context("--only NAME")?.clone()),
             "--portcullis" => prebuilt = Some(it.next().context("--portcullis PATH")?.into()),
+            "--rest" => rest = Duration::from_secs_f64(it.next().context("--rest SECS")?.parse()?),
             other => bail!("unknown argument {other:?}"),
         }
     }
@@ -301,7 +312,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             continue;
         }
         eprintln!("bench scan: {} x{runs}", row.name);
-        results.push(run_row(&rig, &bin, &row, runs, &dir)?);
+        results.push(run_row(&rig, &bin, &row, runs, rest, &dir)?);
     }
     drop(rig);
     let _ = std::fs::remove_dir_all(&dir);

@@ -20,7 +20,9 @@
 //! pass timed out (nmap's quick retransmission). Passes continue while a pass still draws
 //! a new answer (an ICMP error that the limiter had swallowed, or a reply to a probe the
 //! network lost), up to `--max-retries` retransmissions: a pass that draws none, with a
-//! token guaranteed in the bucket, proves the remaining ports silent.
+//! token guaranteed in the bucket, proves the remaining ports silent. A delayed pass whose
+//! only news were ICMP errors also proves silent every port it probed before the first of
+//! them (the token was still there), so the next pass re-probes only the rest.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
