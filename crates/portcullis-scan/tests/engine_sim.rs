@@ -168,3 +168,49 @@ fn lost_probes_are_retried_in_later_passes() {
     let (r, _) = run_simulated(Engine::new(cfg).unwrap(), &mut t);
     assert_eq!(r.probes_sent, 3, "--max-retries 0 sends one probe per port");
 }
+
+/// The connect scan's outcomes: an ICMP error read from the error queue keeps its reason
+/// (filtered), ECONNREFUSED alone is a RST (closed), errno-only failures map like nmap's.
+#[test]
+fn connect_outcomes() {
+    use portcullis_scan::engine::ConnectOutcome;
+    use portcullis_scan::state::{IcmpKind, Reason};
+    let target: IpAddr = "198.18.0.2".parse().unwrap();
+    let cfg = EngineConfig {
+        scan_type: ScanType::Connect,
+        targets: vec![Target { addr: target, src: "198.18.0.1".parse().unwrap() }],
+        ports: vec![22, 25, 110, 113, 9999, 10000],
+        timing: Timing::template(4),
+        seed: 6,
+    };
+    let mut e = Engine::new(cfg).unwrap();
+    let now = Duration::from_millis(1);
+    let mut probes = Vec::new();
+    while let Some(p) = e.poll_transmit(Duration::ZERO) {
+        probes.push(p);
+    }
+    for p in &probes {
+        let icmp = |icmp_type, code| ConnectOutcome::Icmp {
+            kind: IcmpKind { v6: false, icmp_type, code },
+            from: target,
+        };
+        let outcome = match p.dst_port {
+            22 => ConnectOutcome::Connected,
+            25 => ConnectOutcome::Refused,
+            110 => icmp(3, 3),
+            113 => icmp(3, 13),
+            9999 => ConnectOutcome::Failed(Reason::HostUnreach),
+            _ => ConnectOutcome::TimedOut,
+        };
+        e.handle_connect(now, p, outcome);
+    }
+    let mut t = now;
+    while let Some(next) = e.poll_timeout(t) {
+        t = next.max(t + Duration::from_micros(1));
+        while e.poll_transmit(t).is_some() {}
+    }
+    assert_eq!(
+        summary(&e.finish()),
+        "22/tcp open syn-ack\n25/tcp closed conn-refused\n110/tcp filtered port-unreach\n113/tcp filtered admin-prohibited\n9999/tcp filtered host-unreach\n1 filtered no-response\n"
+    );
+}
