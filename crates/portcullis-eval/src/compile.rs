@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use portcullis_rules::view::{
     AddrTypes, ConntrackMatch, CtDir, CtStates, IcmpType, IpRange, MarkMask, MatchView,
@@ -87,7 +88,15 @@ pub(crate) struct CRule {
 pub(crate) struct CChain {
     pub(crate) name: String,
     pub(crate) policy: Option<Policy>,
-    pub(crate) rules: Vec<CRule>,
+    compiled: OnceLock<Result<Vec<CRule>, EvalError>>,
+}
+
+impl CChain {
+    /// The compiled rules of a chain whose compilation already succeeded (every chain of
+    /// a [`Compiled::new`]); empty otherwise.
+    pub(crate) fn rules(&self) -> &[CRule] {
+        self.compiled.get().and_then(|r| r.as_ref().ok()).map_or(&[], Vec::as_slice)
+    }
 }
 
 #[derive(Debug)]
@@ -97,41 +106,98 @@ pub(crate) struct CTable {
     pub(crate) by_name: HashMap<String, usize>,
 }
 
-/// A ruleset compiled for evaluation.
+/// A ruleset compiled for evaluation. [`Compiled::new`] compiles every rule at once and
+/// reports the first rule it cannot read; [`Compiled::lazy`] compiles a chain the first
+/// time a packet enters it, so a query that never enters most chains of a large ruleset
+/// (kube-proxy's per-service chains) never pays for them.
 #[derive(Debug)]
 pub struct Compiled {
     pub(crate) family: Family,
     pub(crate) tables: Vec<CTable>,
+    /// The ruleset the chains of a lazy compilation are read from.
+    source: Option<Arc<Ruleset>>,
 }
 
 impl Compiled {
-    /// Compiles `rs`. Fails on a module whose options the model refuses or a jump to a
-    /// missing chain.
+    /// Compiles every rule of `rs`. Fails on a module whose options the model refuses or
+    /// a jump to a missing chain.
     pub fn new(rs: &Ruleset) -> Result<Self, EvalError> {
-        let mut tables = Vec::new();
-        for t in &rs.tables {
-            let by_name: HashMap<String, usize> =
-                t.chains.iter().enumerate().map(|(i, c)| (c.name.as_str().to_owned(), i)).collect();
-            let mut chains = Vec::new();
-            for c in &t.chains {
-                let mut rules = Vec::new();
-                for (i, r) in c.rules.iter().enumerate() {
-                    let line = r.origin.line;
-                    let conds = conds(r, rs.family).map_err(|e| EvalError::new(line, e))?;
-                    let act =
-                        action(r, rs.family, &by_name).map_err(|e| EvalError::new(line, e))?;
-                    rules.push(CRule { index: i + 1, line, conds, act });
-                }
-                chains.push(CChain { name: c.name.as_str().to_owned(), policy: c.policy, rules });
+        let c = Self::skeleton(rs, None);
+        for (t, table) in rs.tables.iter().enumerate() {
+            for (ch, chain) in table.chains.iter().enumerate() {
+                let rules = compile_chain(&chain.rules, rs.family, &c.tables[t].by_name)?;
+                let _ = c.tables[t].chains[ch].compiled.set(Ok(rules));
             }
-            tables.push(CTable { name: t.name, chains, by_name });
         }
-        Ok(Self { family: rs.family, tables })
+        Ok(c)
+    }
+
+    /// Takes `rs` without compiling any rule yet; errors surface when a packet enters the
+    /// chain that holds the faulty rule.
+    pub fn lazy(rs: Arc<Ruleset>) -> Self {
+        Self::skeleton(&rs.clone(), Some(rs))
+    }
+
+    fn skeleton(rs: &Ruleset, source: Option<Arc<Ruleset>>) -> Self {
+        let tables = rs
+            .tables
+            .iter()
+            .map(|t| CTable {
+                name: t.name,
+                by_name: t
+                    .chains
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name.as_str().to_owned(), i))
+                    .collect(),
+                chains: t
+                    .chains
+                    .iter()
+                    .map(|c| CChain {
+                        name: c.name.as_str().to_owned(),
+                        policy: c.policy,
+                        compiled: OnceLock::new(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Self { family: rs.family, tables, source }
+    }
+
+    /// The compiled rules of chain `chain` of table `table`, compiling them on first use.
+    pub(crate) fn chain_rules(&self, table: usize, chain: usize) -> Result<&[CRule], EvalError> {
+        let t = &self.tables[table];
+        let ch = &t.chains[chain];
+        let compiled = ch.compiled.get_or_init(|| match &self.source {
+            Some(rs) => {
+                compile_chain(&rs.tables[table].chains[chain].rules, self.family, &t.by_name)
+            }
+            None => Ok(Vec::new()),
+        });
+        match compiled {
+            Ok(r) => Ok(r),
+            Err(e) => Err(e.clone()),
+        }
     }
 
     pub(crate) fn table(&self, name: TableName) -> Option<usize> {
         self.tables.iter().position(|t| t.name == name)
     }
+}
+
+fn compile_chain(
+    source: &[Rule],
+    family: Family,
+    by_name: &HashMap<String, usize>,
+) -> Result<Vec<CRule>, EvalError> {
+    let mut rules = Vec::with_capacity(source.len());
+    for (i, r) in source.iter().enumerate() {
+        let line = r.origin.line;
+        let conds = conds(r, family).map_err(|e| EvalError::new(line, e))?;
+        let act = action(r, family, by_name).map_err(|e| EvalError::new(line, e))?;
+        rules.push(CRule { index: i + 1, line, conds, act });
+    }
+    Ok(rules)
 }
 
 fn bad(e: impl std::fmt::Display) -> EvalErrorKind {

@@ -303,7 +303,7 @@ fn peer_classes(family: Family, compiled: &[&Compiled]) -> Vec<(u128, u128)> {
     for c in compiled {
         for t in &c.tables {
             for ch in &t.chains {
-                for r in &ch.rules {
+                for r in ch.rules() {
                     for cond in &r.conds {
                         match cond {
                             Cond::Src(_, a) | Cond::Dst(_, a) | Cond::CtOrigSrc(_, a) => {
@@ -343,7 +343,7 @@ fn interfaces(compiled: &[&Compiled]) -> Vec<Option<String>> {
     for c in compiled {
         for t in &c.tables {
             for ch in &t.chains {
-                for r in &ch.rules {
+                for r in ch.rules() {
                     for cond in &r.conds {
                         if let Cond::InIface(_, i) = cond {
                             let name = match i.as_str().strip_suffix('+') {

@@ -275,7 +275,7 @@ impl Run<'_> {
         };
         let table = &c.tables[frame.table];
         let chain = &table.chains[frame.chain];
-        let Some(rule) = chain.rules.get(frame.pos) else {
+        let Some(rule) = c.chain_rules(frame.table, frame.chain)?.get(frame.pos) else {
             // Off the end of a chain: back to the caller, or the policy of the stage.
             st.stack.pop();
             if st.stack.is_empty() {
@@ -373,7 +373,7 @@ impl Run<'_> {
     fn act(&self, st: &mut State, work: &mut Vec<State>) -> Result<Next, EvalError> {
         let frame = *st.stack.last().expect("a rule runs inside a chain");
         let c = self.compiled;
-        let rule = &c.tables[frame.table].chains[frame.chain].rules[frame.pos];
+        let rule = &c.chain_rules(frame.table, frame.chain)?[frame.pos];
         let (idx, line) = (Some(rule.index), rule.line);
         Ok(match &rule.act {
             Act::None | Act::Continue => {

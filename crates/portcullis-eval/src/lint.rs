@@ -289,7 +289,7 @@ fn default_deny(rs: &Ruleset, c: &Compiled) -> bool {
     let _ = rs;
     chain.policy == Some(Policy::Drop)
         || chain
-            .rules
+            .rules()
             .last()
             .is_some_and(|r| r.conds.is_empty() && matches!(r.act, Act::Drop | Act::Reject(_)))
 }
@@ -632,11 +632,11 @@ fn anomalies(rs: &Ruleset, c: &Compiled, out: &mut Out) {
     for t in &c.tables {
         let names: Vec<String> = t.chains.iter().map(|ch| ch.name.clone()).collect();
         for ch in &t.chains {
-            if ch.rules.len() > MAX_PAIRWISE {
+            if ch.rules().len() > MAX_PAIRWISE {
                 continue;
             }
             let mut ifaces = Ifaces::default();
-            for r in &ch.rules {
+            for r in ch.rules() {
                 for cond in &r.conds {
                     if let crate::compile::Cond::InIface(_, i)
                     | crate::compile::Cond::OutIface(_, i) = cond
@@ -646,13 +646,16 @@ fn anomalies(rs: &Ruleset, c: &Compiled, out: &mut Out) {
                 }
             }
             let all = space::everything(rs.family, &ifaces);
-            let spaces: Vec<Option<Space>> =
-                ch.rules.iter().map(|r| space::rule_space(&r.conds, rs.family, &ifaces)).collect();
-            let kinds: Vec<Kind> = ch.rules.iter().map(|r| kind(&r.act, &names)).collect();
+            let spaces: Vec<Option<Space>> = ch
+                .rules()
+                .iter()
+                .map(|r| space::rule_space(&r.conds, rs.family, &ifaces))
+                .collect();
+            let kinds: Vec<Kind> = ch.rules().iter().map(|r| kind(&r.act, &names)).collect();
             let at = Some((t.name, ch.name.as_str()));
-            let mut flagged = vec![false; ch.rules.len()];
-            for j in 0..ch.rules.len() {
-                let rj = &ch.rules[j];
+            let mut flagged = vec![false; ch.rules().len()];
+            for j in 0..ch.rules().len() {
+                let rj = &ch.rules()[j];
                 let Some(sj) = &spaces[j] else { continue };
                 if sj.is_empty() {
                     continue;
@@ -666,7 +669,7 @@ fn anomalies(rs: &Ruleset, c: &Compiled, out: &mut Out) {
                     .find(|&&i| spaces[i].as_ref().is_some_and(|s| space::subset(&all, s)))
                 {
                     if !flagged[i] {
-                        let ri = &ch.rules[i];
+                        let ri = &ch.rules()[i];
                         out.push(
                             "PCL022",
                             rs.family,
@@ -697,10 +700,10 @@ fn anomalies(rs: &Ruleset, c: &Compiled, out: &mut Out) {
                     let related = |list: &[usize], note: &str| -> Vec<Related> {
                         list.iter()
                             .map(|&i| Related {
-                                line: ch.rules[i].line,
+                                line: ch.rules()[i].line,
                                 note: format!(
                                     "rule {} ({}) {note}",
-                                    ch.rules[i].index,
+                                    ch.rules()[i].index,
                                     verb(&kinds[i])
                                 ),
                             })
@@ -726,7 +729,7 @@ fn anomalies(rs: &Ruleset, c: &Compiled, out: &mut Out) {
                             at,
                             format!("shadowed rule: it never matches; {names} before it {} every packet it would, with another action than its {}", if differ.len() == 1 { "takes" } else { "take" }, verb(&kinds[j])),
                             related(&differ, "matches first, with another action"),
-                            format!("move this rule before line {} or delete it", ch.rules[differ[0]].line),
+                            format!("move this rule before line {} or delete it", ch.rules()[differ[0]].line),
                         );
                     }
                     flagged[j] = true;
@@ -739,7 +742,7 @@ fn anomalies(rs: &Ruleset, c: &Compiled, out: &mut Out) {
                             continue;
                         }
                         let si = spaces[i].as_ref().expect("filtered");
-                        let ri = &ch.rules[i];
+                        let ri = &ch.rules()[i];
                         if space::subset(si, sj) {
                             if !catch_all {
                                 out.push(
@@ -754,7 +757,7 @@ fn anomalies(rs: &Ruleset, c: &Compiled, out: &mut Out) {
                             }
                         } else if !space::subset(sj, si)
                             && !catch_all
-                            && space::common_field(&ch.rules[i].conds, &rj.conds)
+                            && space::common_field(&ch.rules()[i].conds, &rj.conds)
                         {
                             out.push(
                                 "PCL013",
@@ -777,7 +780,7 @@ fn anomalies(rs: &Ruleset, c: &Compiled, out: &mut Out) {
 fn lines(list: &[usize], ch: &crate::compile::CChain) -> String {
     let v: Vec<String> = list
         .iter()
-        .map(|&i| format!("{} (line {})", ch.rules[i].index, ch.rules[i].line))
+        .map(|&i| format!("{} (line {})", ch.rules()[i].index, ch.rules()[i].line))
         .collect();
     if v.len() == 1 { format!("rule {}", v[0]) } else { format!("rules {}", v.join(", ")) }
 }
@@ -795,7 +798,7 @@ fn redundant_later(
     at: Option<(TableName, &str)>,
     out: &mut Out,
 ) {
-    let n = ch.rules.len();
+    let n = ch.rules().len();
     for j in 0..n {
         if flagged[j] {
             continue;
@@ -826,10 +829,10 @@ fn redundant_later(
             matches!((p, &kinds[j]), (Policy::Accept, Kind::Terminal(s)) if s == "ACCEPT")
                 || matches!((p, &kinds[j]), (Policy::Drop, Kind::Terminal(s)) if s == "DROP")
         });
-        let rj = &ch.rules[j];
+        let rj = &ch.rules()[j];
         match found {
             Some(Some(k)) => {
-                let rk = &ch.rules[k];
+                let rk = &ch.rules()[k];
                 flagged[j] = true;
                 out.push(
                     "PCL011",
