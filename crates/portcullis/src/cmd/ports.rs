@@ -83,9 +83,12 @@ fn ranges(ports: &[u16]) -> Vec<PortRange> {
 /// Runs `portcullis ports`. Exit 0, or 2 on bad input.
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
-    let Some(loaded) = load(&args.input)? else { return Ok(ExitCode::from(2)) };
+    let Some(mut loaded) = load(&args.input)? else { return Ok(ExitCode::from(2)) };
     let t_read = t0.elapsed();
     let rs = pick(&loaded, family_of(args.v6, &[args.src, args.dst]))?;
+    let index = loaded.rulesets.iter().position(|r| std::ptr::eq(r, rs)).unwrap_or(0);
+    // The evaluator takes the ruleset itself (no copy) and compiles chains lazily.
+    let rs = std::sync::Arc::new(loaded.rulesets.swap_remove(index));
     let (mut tcp, mut udp) = if args.fast {
         (ranges(&top_ports(ScanProto::Tcp, 100)), ranges(&top_ports(ScanProto::Udp, 100)))
     } else if let Some(spec) = &args.ports {
@@ -123,7 +126,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         udp,
     };
     let t1 = std::time::Instant::now();
-    let compiled = Compiled::new(rs).map_err(|e| anyhow::anyhow!("{}: {e}", loaded.name))?;
+    // Chains are compiled as packets enter them: a query that never enters most chains of
+    // a large ruleset does not pay for them.
+    let compiled = Compiled::lazy(rs);
     let t_compile = t1.elapsed();
     let t2 = std::time::Instant::now();
     let runs = predict_ports(&compiled, &q).map_err(|e| anyhow::anyhow!("{}: {e}", loaded.name))?;
