@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use portcullis_rules::view::icmp_type_names;
 use portcullis_rules::{
     Action, Address, Chain, ChainName, Counters, Family, Interface, Match, Negatable, Opt, Policy,
     Protocol, Rule, Ruleset, Table, TableName, Target,
 };
 
-use super::text::{ICMP_CODES, ICMPV6_CODES, LOG_FLAGS, LOG_LEVELS, TCP_FLAGS, service_port};
+use super::text::{LOG_FLAGS, LOG_LEVELS, TCP_FLAGS, service_port};
 use super::{ChainKind, Count, Field, ListedRule, Listing};
 
 /// Something a listing could not show, or that could not be decoded: the ruleset built
@@ -711,7 +712,7 @@ impl<'a> Decoder<'a, '_> {
 
     fn icmp(&mut self, rule: &mut Rule, proto: &str, glued: &str, negate: bool) -> bool {
         let v6 = proto == "ipv6-icmp";
-        let table = if v6 { ICMPV6_CODES } else { ICMP_CODES };
+        let table = icmp_type_names(if v6 { Family::V6 } else { Family::V4 });
         let (mut negated, ty, code) = if glued == "type" {
             let Some(t) = self.word().map(str::to_owned) else { return false };
             let code = match self.peek() {

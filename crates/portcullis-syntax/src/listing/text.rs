@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use portcullis_rules::view::icmp_type_names;
 use portcullis_rules::{Action, Family, Match, Opt, Protocol, Rule, Target};
 
 use super::services;
@@ -24,78 +25,6 @@ pub(super) fn service_port(name: &str, proto: &str) -> Option<u16> {
         .ok()
         .map(|i| services::BY_NAME[i].2)
 }
-
-/// ICMP types and codes with names (libipt_icmp.c `icmp_codes`): (name, type, min, max).
-pub(super) const ICMP_CODES: &[(&str, u8, u8, u8)] = &[
-    ("any", 255, 0, 255),
-    ("echo-reply", 0, 0, 255),
-    ("destination-unreachable", 3, 0, 255),
-    ("network-unreachable", 3, 0, 0),
-    ("host-unreachable", 3, 1, 1),
-    ("protocol-unreachable", 3, 2, 2),
-    ("port-unreachable", 3, 3, 3),
-    ("fragmentation-needed", 3, 4, 4),
-    ("source-route-failed", 3, 5, 5),
-    ("network-unknown", 3, 6, 6),
-    ("host-unknown", 3, 7, 7),
-    ("network-prohibited", 3, 9, 9),
-    ("host-prohibited", 3, 10, 10),
-    ("TOS-network-unreachable", 3, 11, 11),
-    ("TOS-host-unreachable", 3, 12, 12),
-    ("communication-prohibited", 3, 13, 13),
-    ("host-precedence-violation", 3, 14, 14),
-    ("precedence-cutoff", 3, 15, 15),
-    ("source-quench", 4, 0, 255),
-    ("redirect", 5, 0, 255),
-    ("network-redirect", 5, 0, 0),
-    ("host-redirect", 5, 1, 1),
-    ("TOS-network-redirect", 5, 2, 2),
-    ("TOS-host-redirect", 5, 3, 3),
-    ("echo-request", 8, 0, 255),
-    ("router-advertisement", 9, 0, 255),
-    ("router-solicitation", 10, 0, 255),
-    ("time-exceeded", 11, 0, 255),
-    ("ttl-zero-during-transit", 11, 0, 0),
-    ("ttl-zero-during-reassembly", 11, 1, 1),
-    ("parameter-problem", 12, 0, 255),
-    ("ip-header-bad", 12, 0, 0),
-    ("required-option-missing", 12, 1, 1),
-    ("timestamp-request", 13, 0, 255),
-    ("timestamp-reply", 14, 0, 255),
-    ("address-mask-request", 17, 0, 255),
-    ("address-mask-reply", 18, 0, 255),
-];
-
-/// ICMPv6 types and codes with names (libip6t_icmp6.c `icmpv6_codes`).
-pub(super) const ICMPV6_CODES: &[(&str, u8, u8, u8)] = &[
-    ("destination-unreachable", 1, 0, 255),
-    ("no-route", 1, 0, 0),
-    ("communication-prohibited", 1, 1, 1),
-    ("beyond-scope", 1, 2, 2),
-    ("address-unreachable", 1, 3, 3),
-    ("port-unreachable", 1, 4, 4),
-    ("failed-policy", 1, 5, 5),
-    ("reject-route", 1, 6, 6),
-    ("packet-too-big", 2, 0, 255),
-    ("time-exceeded", 3, 0, 255),
-    ("ttl-zero-during-transit", 3, 0, 0),
-    ("ttl-zero-during-reassembly", 3, 1, 1),
-    ("parameter-problem", 4, 0, 255),
-    ("bad-header", 4, 0, 0),
-    ("unknown-header-type", 4, 1, 1),
-    ("unknown-option", 4, 2, 2),
-    ("echo-request", 128, 0, 255),
-    ("echo-reply", 129, 0, 255),
-    ("mld-listener-query", 130, 0, 255),
-    ("mld-listener-report", 131, 0, 255),
-    ("mld-listener-done", 132, 0, 255),
-    ("mld2-listener-report", 143, 0, 255),
-    ("router-solicitation", 133, 0, 255),
-    ("router-advertisement", 134, 0, 255),
-    ("neighbour-solicitation", 135, 0, 255),
-    ("neighbour-advertisement", 136, 0, 255),
-    ("redirect", 137, 0, 255),
-];
 
 /// syslog priority names as LOG prints them (`prioritynames`, first name per level).
 pub(super) const LOG_LEVELS: &[&str] =
@@ -285,13 +214,13 @@ fn match_text(out: &mut String, m: &Match, rule: &Rule, family: Family, numeric:
         "icmp" => {
             out.push_str(" icmp");
             if let Some(t) = o("icmp-type") {
-                icmp_type(out, t, ICMP_CODES, numeric);
+                icmp_type(out, t, icmp_type_names(Family::V4), numeric);
             }
         }
         "icmp6" => {
             out.push_str(" ipv6-icmp");
             if let Some(t) = o("icmpv6-type") {
-                icmp_type(out, t, ICMPV6_CODES, numeric);
+                icmp_type(out, t, icmp_type_names(Family::V6), numeric);
             }
         }
         "multiport" => {
