@@ -25,10 +25,14 @@ pub fn parse_listing(text: &str) -> Result<Listing, ParseError> {
     for (idx, raw) in text.split('\n').enumerate() {
         let no = u32::try_from(idx + 1).unwrap_or(u32::MAX);
         let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if line.trim().is_empty() || line.starts_with('#') {
+        // A comment, unless laid out as a rule line jumping to a chain named `#` (the
+        // target column is `%-9s `: `#` and nine spaces).
+        if line.trim().is_empty() || (line.starts_with('#') && !line.starts_with("#         ")) {
             continue;
         }
-        if let Some(rest) = line.strip_prefix("Chain ") {
+        // `Chain NAME (`: one space. A rule jumping to a user chain named `Chain` prints
+        // the target padded (`Chain      all  --  …`), so it stays a rule line.
+        if let Some(rest) = line.strip_prefix("Chain ").filter(|r| !r.starts_with(' ')) {
             let header = parse_chain_header(rest, no)
                 .map_err(|(at, kind)| ParseError::at(no, line, at + 6, kind))?;
             listing.chains.push(ListedChain {
@@ -346,6 +350,16 @@ mod tests {
         assert_eq!((r[1].target.as_str(), r[1].source.value.as_str()), ("", "2001:db8::/32"));
         assert_eq!(r[1].in_iface.as_ref().map(|f| f.value.as_str()), Some("eth0"));
         assert_eq!(l.to_text(), text);
+    }
+
+    #[test]
+    fn a_user_chain_named_chain_is_a_target() {
+        let text = "Chain INPUT (policy ACCEPT)\n\
+                    target     prot opt source               destination         \n\
+                    Chain      all  --  anywhere             anywhere            \n";
+        let l = parse_listing(text).expect("parses");
+        assert_eq!(l.chains.len(), 1);
+        assert_eq!(l.chains[0].rules[0].target, "Chain");
     }
 
     #[test]
