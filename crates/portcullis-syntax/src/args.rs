@@ -122,6 +122,11 @@ impl<'a, 'b> P<'a, 'b> {
     /// The next token as a required argument of `opt`.
     fn arg(&mut self, opt: &str, glued: Option<String>) -> Result<(String, usize), ArgError> {
         if let Some(g) = glued {
+            // `-j-x` means `-j -x`, and a value that reads as an option is refused in
+            // both spellings (else `-j-x` would print as `-j -x`, which does not parse).
+            if g.len() > 1 && g.starts_with('-') {
+                return Err((self.i - 1, ParseErrorKind::MissingArgument(opt.to_owned())));
+            }
             return Ok((g, self.i - 1));
         }
         match self.toks.get(self.i) {
@@ -152,6 +157,18 @@ impl<'a, 'b> P<'a, 'b> {
 
 fn model(at: usize) -> impl Fn(portcullis_rules::ModelError) -> ArgError {
     move |e| (at, ParseErrorKind::from(e))
+}
+
+/// A match or target name (`-m NAME`, `-j NAME`): iptables refuses an empty one or one
+/// with whitespace (`Invalid target name`, `Couldn't load match`). A leading `-`/`!`
+/// could not be written back as the same single word either. A `"` is refused in a match
+/// name; a `-j` name may be a user chain, whose name may hold one (it is quoted on
+/// output).
+fn extension_name(s: &str, at: usize, quote_ok: bool) -> Result<(), ArgError> {
+    let bad = s.is_empty()
+        || s.starts_with(['-', '!'])
+        || s.bytes().any(|b| b.is_ascii_whitespace() || b == 0x0b || (b == b'"' && !quote_ok));
+    if bad { Err((at, ParseErrorKind::BadArgument(s.to_owned()))) } else { Ok(()) }
 }
 
 fn chain_name(s: &str, at: usize) -> Result<ChainName, ArgError> {
@@ -227,25 +244,26 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
         let negated = neg.take().is_some();
         let Some(letter) = letter else {
             // A module option.
-            let mut args = Vec::new();
-            if let Some(v) = glued {
-                args.push(v);
-            }
             let mut negated = negated;
             // Old intrapositioned form `--dport ! 22` (read only).
             let value_after_bang =
                 p.toks.get(p.i + 1).is_some_and(|t| !is_option_token(t) && !is_bang(t));
-            if args.is_empty() && p.peek().is_some_and(is_bang) && value_after_bang {
+            if glued.is_none() && p.peek().is_some_and(is_bang) && value_after_bang {
                 negated = true;
                 p.i += 1;
             }
-            while let Some(t) = p.peek() {
-                if is_option_token(t) || is_bang(t) {
-                    break;
-                }
-                args.push(t.text.to_string());
-                p.i += 1;
+            // The arguments run to the next option or `!`; size the vector exactly, since a
+            // kube-proxy-sized ruleset holds hundreds of thousands of these.
+            let count =
+                p.toks[p.i..].iter().take_while(|t| !is_option_token(t) && !is_bang(t)).count();
+            let mut args = Vec::with_capacity(count + usize::from(glued.is_some()));
+            if let Some(v) = glued {
+                args.push(v);
             }
+            for t in &p.toks[p.i..p.i + count] {
+                args.push(t.text.to_string());
+            }
+            p.i += count;
             let opt = Opt { negated, name: long_name, args };
             place_module_option(&mut rule, &mut ctx, opt, at, text)?;
             continue;
@@ -343,12 +361,14 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
             }
             'f' => rule.fragment = Some(negated),
             'm' => {
-                let (v, _) = p.arg("-m", glued)?;
+                let (v, vi) = p.arg("-m", glued)?;
+                extension_name(&v, vi, false)?;
                 rule.matches.push(Match::new(&v));
                 ctx = Ctx::Match(rule.matches.len() - 1);
             }
             'j' => {
-                let (v, _) = p.arg("-j", glued)?;
+                let (v, vi) = p.arg("-j", glued)?;
+                extension_name(&v, vi, true)?;
                 if rule.action.is_some() {
                     return Err((at, ParseErrorKind::BadArgument(text.to_owned())));
                 }
@@ -394,7 +414,7 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
     };
     let has_rule = rule != Rule { counters: rule.counters, ..Rule::default() };
     let arg = |k: usize| cmd_args.get(k).cloned();
-    let command = match c {
+    let mut command = match c {
         Cmd::Append => {
             let (chain, ci) = arg(0).ok_or((cat, ParseErrorKind::MissingArgument("-A".into())))?;
             chain_name_ok(&chain, ci)?;
@@ -466,12 +486,35 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
             Command::Rename { old, new: chain_name(&new, ni)? }
         }
     };
+    if let Command::Append { rule, .. }
+    | Command::Insert { rule, .. }
+    | Command::Replace { rule, .. } = &mut command
+    {
+        fit(rule);
+    }
     Ok(Parsed { table, family, command })
+}
+
+/// Gives the rule's vectors back their spare capacity: a rule lives as long as the model,
+/// and vectors grown one push at a time keep room for four elements.
+fn fit(rule: &mut Rule) {
+    for m in &mut rule.matches {
+        m.opts.shrink_to_fit();
+    }
+    rule.matches.shrink_to_fit();
+    if let Some(Action::Jump(t)) = &mut rule.action {
+        t.opts.shrink_to_fit();
+    }
 }
 
 fn chain_name_ok(chain: &str, at: usize) -> Result<(), ArgError> {
     // Builtin names are valid chain names too; only the shape is checked here.
-    if chain.is_empty() || chain.len() > ChainName::MAX_LEN || chain.starts_with(['-', '!']) {
+    let blank = |b: u8| b.is_ascii_whitespace() || b == 0x0b;
+    if chain.is_empty()
+        || chain.len() > ChainName::MAX_LEN
+        || chain.starts_with(['-', '!'])
+        || chain.bytes().any(blank)
+    {
         chain_name(chain, at)?;
     }
     Ok(())

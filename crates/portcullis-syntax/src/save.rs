@@ -344,7 +344,7 @@ fn pre_lines(text: &str, family: Family) -> Vec<Pre<'_>> {
             .map(|(k, chunk)| {
                 let start = first_line;
                 let last = k + 1 == chunks.len();
-                first_line += chunk.matches('\n').count();
+                first_line += chunk.bytes().filter(|&b| b == b'\n').count();
                 let body = if last { *chunk } else { &chunk[..chunk.len() - 1] };
                 scope.spawn(move || {
                     body.split('\n')
