@@ -25,9 +25,7 @@ pub fn parse_listing(text: &str) -> Result<Listing, ParseError> {
     for (idx, raw) in text.split('\n').enumerate() {
         let no = u32::try_from(idx + 1).unwrap_or(u32::MAX);
         let line = raw.strip_suffix('\r').unwrap_or(raw);
-        // A comment, unless laid out as a rule line jumping to a chain named `#` (the
-        // target column is `%-9s `: `#` and nine spaces).
-        if line.trim().is_empty() || (line.starts_with('#') && !line.starts_with("#         ")) {
+        if line.trim().is_empty() || is_comment(line) {
             continue;
         }
         // `Chain NAME (`: one space. A rule jumping to a user chain named `Chain` prints
@@ -115,6 +113,13 @@ fn parse_chain_header(rest: &str, line: u32) -> Result<ChainHeader, Fail> {
         _ => return Err(bad(at, inner)),
     };
     Ok(ChainHeader { name: name.to_owned(), kind, line })
+}
+
+/// `#` alone or `# text`. iptables prints no comments, and a chain may be named `#` or
+/// `#x`: a rule line jumping to it starts with the name padded by the target column
+/// (`%-9s `), so `#x…` and `#` followed by two spaces are rule lines.
+fn is_comment(line: &str) -> bool {
+    line == "#" || (line.starts_with("# ") && !line.starts_with("#  "))
 }
 
 /// The column header line, if `line` is one.
