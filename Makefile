@@ -33,6 +33,7 @@ test: deps
 	$(CARGO) test --workspace --all-targets --quiet
 	$(CARGO) test --workspace --doc --quiet
 	$(CARGO) xtask e2e
+	$(CARGO) xtask fuzz --smoke
 	$(MAKE) --no-print-directory lint
 
 clean-netns:

@@ -18,6 +18,7 @@ mod bench_ports;
 mod bench_scan;
 mod bench_verify;
 mod e2e;
+mod fuzz;
 mod kube_gen;
 
 fn project_root() -> PathBuf {
@@ -28,7 +29,7 @@ fn project_root() -> PathBuf {
 
 fn usage() -> &'static str {
     "usage: cargo xtask <task> [args]\n\
-     tasks:\n  bench <what>   run a benchmark (parse, apply, list)\n  baseline [NNNN]  capture real iptables output for the fixtures\n"
+     tasks:\n  bench <what>   run a benchmark (parse, apply, list)\n  baseline [NNNN]  capture real iptables output for the fixtures\n  fuzz [--smoke] [--seconds N] [--runs N] [TARGET...]  run the fuzz targets\n"
 }
 
 fn main() -> Result<()> {
@@ -41,6 +42,7 @@ fn main() -> Result<()> {
     match task.as_str() {
         "baseline" => baseline::run(&project_root(), rest),
         "e2e" => e2e::run(&project_root(), rest),
+        "fuzz" => fuzz::run(&project_root(), rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("apply") => bench_apply::run(&rest[1..]),
             Some("list") => bench_list::run(&project_root(), &rest[1..]),
