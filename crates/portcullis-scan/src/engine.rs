@@ -656,7 +656,12 @@ impl Engine {
         let Some((task, tryno)) = self.lookup(q.dst, ports.dst_port, ports.src_port, q.src) else {
             return;
         };
-        if want == proto::TCP && ports.seq != self.cookie(q.dst, ports.dst_port, ports.src_port) {
+        let ours = if want == proto::TCP {
+            ports.seq == self.cookie(q.dst, ports.dst_port, ports.src_port)
+        } else {
+            ports.seq == udp_len_and_checksum(q.src, q.dst, ports.src_port, ports.dst_port)
+        };
+        if !ours {
             return;
         }
         let kind = IcmpKind { v6, icmp_type: e.icmp_type, code: e.code };
@@ -774,6 +779,18 @@ impl Engine {
             probes_sent: self.probes_sent,
             passes: self.pass,
         }
+    }
+}
+
+/// Bytes 4..8 of the UDP probe `src:sport → dst:dport` (length and checksum), as an ICMP
+/// error quoting it must show them. UDP has no cookie; this is what ties a quoted header
+/// to the probe of its destination port (another port's probe from the same source port
+/// has another payload and checksum).
+fn udp_len_and_checksum(src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> u32 {
+    let mut buf = [0u8; 1500];
+    match emit_udp(&mut buf, src, dst, sport, dport, udp_payload(dport)) {
+        Some(_) => u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+        None => 0,
     }
 }
 

@@ -214,3 +214,35 @@ fn connect_outcomes() {
         "22/tcp open syn-ack\n25/tcp closed conn-refused\n110/tcp filtered port-unreach\n113/tcp filtered admin-prohibited\n9999/tcp filtered host-unreach\n1 filtered no-response\n"
     );
 }
+
+/// Regression (issue 8, hostile replies): an ICMP port-unreachable quoting our UDP probe
+/// with its destination port changed to another probed port (same source port, this
+/// probe's length and checksum) marked that other port `closed`. The quoted UDP length
+/// and checksum must be those of the named port's own probe.
+#[test]
+fn icmp_quoting_another_udp_port_is_ignored() {
+    use portcullis_scan::testing::icmp_for;
+    use portcullis_scan::wire::proto;
+    let (target, us): (IpAddr, IpAddr) =
+        ("198.18.0.2".parse().unwrap(), "198.18.0.1".parse().unwrap());
+    let mut e = engine(ScanType::Udp, vec![7, 53], 1);
+    let mut probes = Vec::new();
+    while let Some(p) = e.poll_transmit(Duration::ZERO) {
+        probes.push(p);
+    }
+    let p = probes.iter().find(|p| p.dst_port == 53).expect("a probe to 53");
+    let mut seg = [0u8; 512];
+    let n = p.emit(&mut seg).expect("a datagram");
+    let mut forged = seg[..n].to_vec();
+    forged[2..4].copy_from_slice(&7u16.to_be_bytes());
+    e.handle_packet(
+        Duration::from_millis(1),
+        &icmp_for(&forged, proto::UDP, target, us, target, 3, 3),
+    );
+    let mut now = Duration::from_millis(1);
+    while let Some(next) = e.poll_timeout(now) {
+        now = next.max(now + Duration::from_micros(1));
+        while e.poll_transmit(now).is_some() {}
+    }
+    assert_eq!(summary(&e.finish()), "2 open|filtered no-response\n");
+}
