@@ -8,10 +8,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::engine::{Engine, ScanReport};
-use crate::wire::{
-    IpPacket, QuotedPorts, TcpHeader, emit_udp, proto, tcp_flags, transport_checksum,
-};
+use crate::engine::{Engine, Probe, ScanReport};
+use crate::wire::{QuotedPorts, TcpHeader, emit_udp, proto, tcp_flags, transport_checksum};
 
 /// Wraps a transport `payload` into an IPv4 or IPv6 header (TTL/hop limit 64).
 pub fn ip_packet(src: IpAddr, dst: IpAddr, protocol: u8, payload: &[u8]) -> Vec<u8> {
@@ -229,9 +227,43 @@ impl SimTarget {
 
 /// Runs `engine` against `target` in simulated time until it finishes; returns the report
 /// and the simulated duration. Replies are delivered after `2 * target.delay`.
-pub fn run_simulated(mut engine: Engine, target: &mut SimTarget) -> (ScanReport, Duration) {
+pub fn run_simulated(engine: Engine, target: &mut SimTarget) -> (ScanReport, Duration) {
+    run_simulated_with(engine, target, &mut |x| {
+        x.reply.map(|r| (x.arrival, r)).into_iter().collect()
+    })
+}
+
+/// An IP packet reaching the scanner at a simulated time.
+pub type Arrival = (Duration, Vec<u8>);
+
+/// One probe on the simulated network and the target's answer to it, handed to the
+/// `network` of [`run_simulated_with`].
+#[derive(Debug)]
+pub struct Exchange<'a> {
+    /// When the probe left.
+    pub sent: Duration,
+    /// The probe.
+    pub probe: &'a Probe,
+    /// The transport segment sent (TCP header or UDP datagram, no IP header).
+    pub segment: &'a [u8],
+    /// The target's answer (an IP packet), if it gave one.
+    pub reply: Option<Vec<u8>>,
+    /// When that answer would reach the scanner.
+    pub arrival: Duration,
+}
+
+/// Like [`run_simulated`], with a `network` between the engine and the target: for each
+/// probe it gets the target's answer and returns the IP packets the scanner receives
+/// instead, each with its arrival time (past times arrive at once). It can drop, delay,
+/// duplicate, corrupt or forge. The loop is bounded (ten million steps), so a scan that
+/// never ends shows as a simulated duration, not a hang.
+pub fn run_simulated_with(
+    mut engine: Engine,
+    target: &mut SimTarget,
+    network: &mut dyn FnMut(Exchange<'_>) -> Vec<Arrival>,
+) -> (ScanReport, Duration) {
     let mut now = Duration::ZERO;
-    let mut in_flight: Vec<(Duration, Vec<u8>)> = Vec::new();
+    let mut in_flight: Vec<Arrival> = Vec::new();
     let mut buf = [0u8; 1500];
     let protocol = match engine.scan_type().protocol() {
         crate::state::Protocol::Tcp => proto::TCP,
@@ -239,22 +271,28 @@ pub fn run_simulated(mut engine: Engine, target: &mut SimTarget) -> (ScanReport,
     };
     for _ in 0..10_000_000u64 {
         while let Some(p) = engine.poll_transmit(now) {
-            if let Some(n) = p.emit(&mut buf)
-                && let Some(r) = target.answer(now + target.delay, p.src, protocol, &buf[..n])
-            {
-                in_flight.push((now + 2 * target.delay, r));
+            if let Some(n) = p.emit(&mut buf) {
+                let reply = target.answer(now + target.delay, p.src, protocol, &buf[..n]);
+                let x = Exchange {
+                    sent: now,
+                    probe: &p,
+                    segment: &buf[..n],
+                    reply,
+                    arrival: now + 2 * target.delay,
+                };
+                in_flight.extend(network(x));
             }
         }
         let Some(next) = engine.poll_timeout(now) else { break };
         let arrival = in_flight.iter().map(|(t, _)| *t).min();
         let step = arrival.map_or(next, |a| a.min(next)).max(now);
         now = if step == now { now + Duration::from_micros(1) } else { step };
-        let (due, rest): (Vec<_>, Vec<_>) = in_flight.into_iter().partition(|(t, _)| *t <= now);
+        let (mut due, rest): (Vec<_>, Vec<_>) = in_flight.into_iter().partition(|(t, _)| *t <= now);
         in_flight = rest;
+        // In arrival order (a stable sort keeps the network's order for equal times).
+        due.sort_by_key(|(t, _)| *t);
         for (_, pkt) in due {
-            if IpPacket::new_checked(&pkt).is_ok() {
-                engine.handle_packet(now, &pkt);
-            }
+            engine.handle_packet(now, &pkt);
         }
     }
     (engine.finish(), now)

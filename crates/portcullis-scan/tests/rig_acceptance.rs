@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::expect::{SYN, UDP};
 use common::{Rig, TARGET, rig_available};
 use portcullis_scan::engine::ScanReport;
 use portcullis_scan::ports::top_ports;
@@ -13,16 +14,6 @@ use portcullis_scan::scan::ScanConfig;
 use portcullis_scan::state::ScanType;
 use portcullis_scan::testing::summary;
 use portcullis_scan::timing::Timing;
-
-const SYN: &str = "\
-22/tcp open syn-ack
-25/tcp closed reset
-80/tcp open syn-ack
-110/tcp filtered port-unreach
-113/tcp filtered admin-prohibited
-443/tcp closed reset
-94 filtered no-response
-";
 
 const CONNECT: &str = "\
 22/tcp open syn-ack
@@ -42,14 +33,6 @@ const ACK: &str = "\
 113/tcp filtered admin-prohibited
 443/tcp unfiltered reset
 94 filtered no-response
-";
-
-const UDP: &str = "\
-53/udp open udp-response
-123/udp closed port-unreach
-137/udp filtered admin-prohibited
-161/udp closed port-unreach
-96 open|filtered no-response
 ";
 
 fn config(scan_type: ScanType, ports: Vec<u16>) -> ScanConfig {

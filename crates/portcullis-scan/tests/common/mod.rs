@@ -25,6 +25,8 @@ use portcullis_scan::scan::{ScanConfig, scan};
 pub(crate) const TARGET: &str = "198.18.0.2";
 pub(crate) const SCANNER: &str = "198.18.0.1";
 
+pub(crate) mod expect;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Whether root-only rig tests can run here; prints why not and returns false, unless
