@@ -34,16 +34,21 @@ pub(crate) fn save(data: &[u8]) {
 }
 
 /// `parse_rule_line` and `parse_rules_spec`. A rule line that parses renders
-/// (`render_rule`) to a line that parses. (Equality after the round trip is not asserted:
-/// see "Open findings" in docs/fuzzing.md.)
+/// (`render_rule`) to a line that parses, and one round trip reaches a fixed point: the
+/// second rendering is the same text and parses to the same rule. (The first may differ:
+/// `render_rule` leaves out `[p:b]` counters, and puts the matches before the target, which
+/// moves an option written before the `-m` that takes it; see docs/fuzzing.md.)
 pub(crate) fn rule_line(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     for family in [Family::V4, Family::V6] {
         if let Ok((chain, rule)) = parse_rule_line(text, family) {
             let out = render_rule(&chain, &rule);
-            if let Err(e) = parse_rule_line(&out, family) {
-                panic!("rendered rule does not parse: {e:?}\n{out}");
-            }
+            let (chain2, rule2) = parse_rule_line(&out, family)
+                .unwrap_or_else(|e| panic!("rendered rule does not parse: {e:?}\n{out}"));
+            let out2 = render_rule(&chain2, &rule2);
+            let back = parse_rule_line(&out2, family).expect("a rendered rule parsed before");
+            assert_eq!(out2, render_rule(&back.0, &back.1), "rendering is not a fixed point");
+            assert_eq!(back, (chain2, rule2), "rule round trip changed the rule\n{out2}");
         }
     }
     if let Ok(rs) = parse_rules_spec(text, TableName::Filter, Family::V4) {
@@ -70,7 +75,8 @@ pub(crate) fn script(data: &[u8]) {
 }
 
 /// `iptables -L` listings: `parse_listing`, the conversion to a ruleset and rendering it.
-/// A listing that parses prints (`Listing::to_text`) to text that parses.
+/// A listing that parses prints (`Listing::to_text`) to text that parses. (No fixed point
+/// is asserted: see "Open findings" in docs/fuzzing.md.)
 pub(crate) fn listing(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let Ok(listing) = parse_listing(text) else { return };
