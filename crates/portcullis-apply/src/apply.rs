@@ -344,10 +344,11 @@ fn read_kernel(
     }
     if let Some(fp) = cache::load(target) {
         let covers = desired.tables.iter().all(|t| fp.tables.contains_key(&t.name));
-        if covers && canary_ok(target, &fp, desired)? {
+        let mut reader = KernelReader::new(target);
+        if covers && canary_ok(&mut reader, &fp, desired)? {
             let raw = cache::raw_want(desired);
             let plan = Plan::incremental_from(&fp, &raw, true);
-            let snap = partial_snapshot(target, &plan)?;
+            let snap = partial_snapshot(target, &mut reader, &plan)?;
             return Ok((lock, plan, snap, None, Some(fp)));
         }
     }
@@ -362,11 +363,15 @@ fn read_kernel(
 
 /// kube-proxy's canary check: the builtin chains of every table still hold what
 /// portcullis last applied (a flush by another tool, or a reboot, shows here).
-fn canary_ok(target: &Target, fp: &Fingerprint, desired: &Ruleset) -> Result<bool, ApplyError> {
+fn canary_ok(
+    reader: &mut KernelReader<'_>,
+    fp: &Fingerprint,
+    desired: &Ruleset,
+) -> Result<bool, ApplyError> {
     for t in &desired.tables {
         let Some(chains) = fp.tables.get(&t.name) else { return Ok(false) };
         let names: Vec<String> = t.name.builtin_chains().iter().map(|c| (*c).to_owned()).collect();
-        let got = read_chains(target, t.name, &names)?;
+        let got = reader.chains(t.name, &names)?;
         for n in &names {
             let (Some(c), Some(rec)) = (got.chain(n), chains.get(n.as_str())) else {
                 return Ok(false);
@@ -397,45 +402,77 @@ fn comparable_chains(
     rs.tables.into_iter().next().unwrap_or_else(|| Table::new(table))
 }
 
-/// Some chains of a table as the kernel holds them, in comparable form: `-S CHAIN` each
-/// (nft caches per chain, so that is cheap), or one `iptables-save -t` for legacy and for
-/// many chains. Chains that do not exist are left out.
-pub(crate) fn read_chains(
-    target: &Target,
-    table: TableName,
-    names: &[String],
-) -> Result<Table, ApplyError> {
-    let mut got = Table::new(table);
-    if target.backend == Backend::Nft && names.len() <= 64 {
-        for n in names {
-            let Ok(text) = target.list_chain(table, n) else { continue };
-            let rs = parse_rules_spec(&text, table, target.family)
-                .map_err(|e| ApplyError::Readback(Box::new(e)))?;
-            if let Some(c) = rs.table(table).and_then(|tt| tt.chain(n)) {
-                got.chains.push(c.clone());
+/// Reads chains from the kernel, in comparable form. With nft each chain with its own
+/// `iptables -t T -S CHAIN` (nft fetches one chain; the reads run side by side); with
+/// legacy, or for many chains, the whole `iptables-save` once per reader (legacy's `-S`
+/// and `-t` fetch the whole table blob anyway, and its `-t` would create a missing table).
+pub(crate) struct KernelReader<'a> {
+    target: &'a Target,
+    whole: Option<String>,
+}
+
+impl<'a> KernelReader<'a> {
+    pub(crate) fn new(target: &'a Target) -> Self {
+        Self { target, whole: None }
+    }
+
+    /// The chains `names` of `table` that exist.
+    pub(crate) fn chains(
+        &mut self,
+        table: TableName,
+        names: &[String],
+    ) -> Result<Table, ApplyError> {
+        let target = self.target;
+        let mut got = Table::new(table);
+        if target.backend == Backend::Nft && names.len() <= 64 {
+            let texts: Vec<Option<String>> = std::thread::scope(|s| {
+                let handles: Vec<_> = names
+                    .iter()
+                    .map(|n| s.spawn(move || target.list_chain(table, n).ok()))
+                    .collect();
+                handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+            });
+            for (n, text) in names.iter().zip(texts) {
+                let Some(text) = text else { continue };
+                let rs = parse_rules_spec(&text, table, target.family)
+                    .map_err(|e| ApplyError::Readback(Box::new(e)))?;
+                if let Some(c) = rs.table(table).and_then(|tt| tt.chain(n)) {
+                    got.chains.push(c.clone());
+                }
+            }
+        } else {
+            if self.whole.is_none() {
+                self.whole = Some(target.save(None, Counters::Drop)?);
+            }
+            // Only the chains asked for are parsed.
+            let index = verify::index(self.whole.as_deref().unwrap_or(""));
+            if let Some((_, chains)) = index.get(&table) {
+                for n in names {
+                    let Some(saved) = chains.get(n.as_str()) else { continue };
+                    let rs = parse_rules_spec(&saved.spec(n), table, target.family)
+                        .map_err(|e| ApplyError::Readback(Box::new(e)))?;
+                    if let Some(c) = rs.table(table).and_then(|tt| tt.chain(n)) {
+                        got.chains.push(c.clone());
+                    }
+                }
             }
         }
-    } else {
-        let text = target.save(Some(table), Counters::Drop)?;
-        let rs =
-            parse_save_as(&text, target.family).map_err(|e| ApplyError::Readback(Box::new(e)))?;
-        let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
-        if let Some(t) = rs.table(table) {
-            got.chains =
-                t.chains.iter().filter(|c| wanted.contains(c.name.as_str())).cloned().collect();
-        }
+        let rs = comparable(&Ruleset { family: target.family, tables: vec![got] }, target.backend);
+        let mut t = rs.tables.into_iter().next().unwrap_or_else(|| Table::new(table));
+        // comparable() adds the builtin chains; keep only those that were read.
+        let read: HashSet<&str> = names.iter().map(String::as_str).collect();
+        t.chains.retain(|c| read.contains(c.name.as_str()));
+        Ok(t)
     }
-    let rs = comparable(&Ruleset { family: target.family, tables: vec![got] }, target.backend);
-    let mut t = rs.tables.into_iter().next().unwrap_or_else(|| Table::new(table));
-    // comparable() adds the builtin chains; keep only those that were read.
-    let read: HashSet<&str> = names.iter().map(String::as_str).collect();
-    t.chains.retain(|c| read.contains(c.name.as_str()));
-    Ok(t)
 }
 
 /// The `--noflush` restore input that undoes `plan`: the old content of every chain it
 /// rewrites, re-creates or re-policies, and the deletion of the chains it creates.
-fn partial_snapshot(target: &Target, plan: &Plan) -> Result<Snapshot, ApplyError> {
+fn partial_snapshot(
+    target: &Target,
+    reader: &mut KernelReader<'_>,
+    plan: &Plan,
+) -> Result<Snapshot, ApplyError> {
     let mut text = String::new();
     for (t, action) in &plan.tables {
         let TableAction::Patch { policies, rewrite, create, delete } = action else { continue };
@@ -443,7 +480,7 @@ fn partial_snapshot(target: &Target, plan: &Plan) -> Result<Snapshot, ApplyError
             policies.iter().chain(rewrite).chain(delete).cloned().collect();
         names.sort();
         names.dedup();
-        let old = read_chains(target, *t, &names)?;
+        let old = reader.chains(*t, &names)?;
         text.push_str(&format!("*{t}\n"));
         for c in &old.chains {
             match c.policy {
@@ -603,6 +640,7 @@ impl Prepared {
         prep: Option<(Ruleset, Expected, Fingerprint)>,
     ) -> Result<(Vec<Drift>, Fingerprint), ApplyError> {
         let mut drift = Vec::new();
+        let mut reader = KernelReader::new(&self.target);
         let (want, exp, mut record) = match prep {
             Some((w, e, r)) => (Some(w), e, r),
             None => (None, Expected::default(), self.record.clone().unwrap_or_default()),
@@ -628,7 +666,7 @@ impl Prepared {
                 None => comparable_chains(&self.desired, *t, &names, self.target.backend),
             };
             if self.verify {
-                let got = read_chains(&self.target, *t, &names)?;
+                let got = reader.chains(*t, &names)?;
                 verify::compare_chains(&wanted, &got, &names, &mut drift);
             }
             if want.is_none() {

@@ -53,14 +53,34 @@ pub(crate) fn expected(want: &Ruleset, tables: &[TableName]) -> Expected {
 
 /// One chain of iptables-save output.
 #[derive(Debug, Default)]
-struct SavedChain<'a> {
+pub(crate) struct SavedChain<'a> {
     policy: &'a str,
     lines: Vec<&'a str>,
 }
 
+impl SavedChain<'_> {
+    /// The chain as `iptables -S` would print it.
+    pub(crate) fn spec(&self, chain: &str) -> String {
+        let mut text = if self.policy == "-" {
+            format!("-N {chain}\n")
+        } else {
+            format!("-P {chain} {}\n", self.policy)
+        };
+        for l in &self.lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        text
+    }
+}
+
+/// iptables-save text by table: the chain names in order, and each chain's lines.
+pub(crate) type SavedIndex<'a> =
+    HashMap<TableName, (Vec<&'a str>, HashMap<&'a str, SavedChain<'a>>)>;
+
 /// Indexes iptables-save text: table → chain → policy and `-A` lines, chains in order.
-fn index(text: &str) -> HashMap<TableName, (Vec<&str>, HashMap<&str, SavedChain<'_>>)> {
-    let mut out: HashMap<TableName, (Vec<&str>, HashMap<&str, SavedChain<'_>>)> = HashMap::new();
+pub(crate) fn index(text: &str) -> SavedIndex<'_> {
+    let mut out: SavedIndex<'_> = HashMap::new();
     let mut current: Option<TableName> = None;
     for l in text.lines() {
         if let Some(name) = l.strip_prefix('*') {
