@@ -17,7 +17,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 /// Runs `cmd` `runs` times with `input` on stdin (or none), returns the median time.
-fn time_runs(runs: usize, mut make: impl FnMut() -> Command, input: Option<&Path>) -> Result<Duration> {
+fn time_runs(
+    runs: usize,
+    mut make: impl FnMut() -> Command,
+    input: Option<&Path>,
+) -> Result<Duration> {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
         let mut cmd = make();
@@ -78,31 +82,47 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mb = text.len() as f64 / 1e6;
     println!("input: {} ({lines} lines, {mb:.1} MB)", file.display());
 
-    let ours = time_runs(runs, || {
-        let mut c = Command::new(&bin);
-        c.args(["check", "--quiet"]).arg(&file);
-        c
-    }, None)?;
+    let ours = time_runs(
+        runs,
+        || {
+            let mut c = Command::new(&bin);
+            c.args(["check", "--quiet"]).arg(&file);
+            c
+        },
+        None,
+    )?;
     let rss = peak_rss_kib(&bin, &file)?;
 
     let ns = Netns::create("benchparse")?;
     let mut anchors = Vec::new();
     for restore in ["iptables-nft-restore", "iptables-legacy-restore"] {
-        let t = time_runs(runs, || {
-            let mut c = ns.command(restore);
-            c.arg("--test");
-            c
-        }, Some(&file))?;
+        let t = time_runs(
+            runs,
+            || {
+                let mut c = ns.command(restore);
+                c.arg("--test");
+                c
+            },
+            Some(&file),
+        )?;
         anchors.push((restore, t));
     }
     drop(ns);
 
     let secs = ours.as_secs_f64();
-    println!("portcullis check (parse + validate): median {:.1} ms, {:.0} MB/s, peak RSS {:.1} MB ({:.2}x the file)",
-        secs * 1e3, mb / secs, rss as f64 / 1024.0, rss as f64 * 1024.0 / text.len() as f64);
+    println!(
+        "portcullis check (parse + validate): median {:.1} ms, {:.0} MB/s, peak RSS {:.1} MB ({:.2}x the file)",
+        secs * 1e3,
+        mb / secs,
+        rss as f64 / 1024.0,
+        rss as f64 * 1024.0 / text.len() as f64
+    );
     for (name, t) in &anchors {
-        println!("{name} --test: median {:.1} ms -> portcullis is {:.1}x faster",
-            t.as_secs_f64() * 1e3, t.as_secs_f64() / secs);
+        println!(
+            "{name} --test: median {:.1} ms -> portcullis is {:.1}x faster",
+            t.as_secs_f64() * 1e3,
+            t.as_secs_f64() / secs
+        );
     }
     Ok(())
 }
