@@ -50,11 +50,9 @@ impl std::error::Error for NetnsError {}
 
 fn run_ip(args: &[&str], action: &str) -> Result<Output, NetnsError> {
     #[allow(clippy::disallowed_methods, reason = "this crate's purpose is to drive ip(8)")]
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| NetnsError { action: action.to_owned(), detail: format!("cannot run ip: {e}") })?;
+    let out = Command::new("ip").args(args).stdin(Stdio::null()).output().map_err(|e| {
+        NetnsError { action: action.to_owned(), detail: format!("cannot run ip: {e}") }
+    })?;
     if !out.status.success() {
         return Err(NetnsError {
             action: action.to_owned(),
@@ -173,7 +171,20 @@ pub struct Link {
 pub fn link(a: &Netns, b: &Netns, n: u8) -> Result<Link, NetnsError> {
     let ifname = "pcl0";
     run_ip(
-        &["-n", a.name(), "link", "add", ifname, "type", "veth", "peer", "name", ifname, "netns", b.name()],
+        &[
+            "-n",
+            a.name(),
+            "link",
+            "add",
+            ifname,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            ifname,
+            "netns",
+            b.name(),
+        ],
         "create veth pair",
     )?;
     let l = Link {
@@ -184,7 +195,10 @@ pub fn link(a: &Netns, b: &Netns, n: u8) -> Result<Link, NetnsError> {
         ifname,
     };
     for (ns, v4, v6) in [(a, l.a_v4, l.a_v6), (b, l.b_v4, l.b_v6)] {
-        run_ip(&["-n", ns.name(), "addr", "add", &format!("{v4}/24"), "dev", ifname], "add IPv4 address")?;
+        run_ip(
+            &["-n", ns.name(), "addr", "add", &format!("{v4}/24"), "dev", ifname],
+            "add IPv4 address",
+        )?;
         run_ip(
             &["-n", ns.name(), "addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"],
             "add IPv6 address",
@@ -202,7 +216,11 @@ pub fn cleanup_all() -> Result<Vec<String>, NetnsError> {
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
         if name.starts_with(PREFIX) {
-            let ns = Netns { name: name.to_owned(), lockfile: std::env::temp_dir().join(format!("{name}.xtables.lock")), keep: false };
+            let ns = Netns {
+                name: name.to_owned(),
+                lockfile: std::env::temp_dir().join(format!("{name}.xtables.lock")),
+                keep: false,
+            };
             drop(ns);
             removed.push(name.to_owned());
         }
@@ -223,9 +241,8 @@ pub fn missing_prerequisite(programs: &[&str]) -> Option<String> {
         return Some("not root".to_owned());
     }
     for p in std::iter::once(&"ip").chain(programs) {
-        let found = std::env::var_os("PATH").is_some_and(|paths| {
-            std::env::split_paths(&paths).any(|d| d.join(p).is_file())
-        });
+        let found = std::env::var_os("PATH")
+            .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(p).is_file()));
         if !found {
             return Some(format!("`{p}` not found"));
         }
