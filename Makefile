@@ -28,12 +28,14 @@ deps:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+	$(CARGO) xtask deps
 
 test: deps
 	$(CARGO) test --workspace --all-targets --quiet
 	$(CARGO) test --workspace --doc --quiet
 	$(CARGO) xtask e2e
 	$(CARGO) xtask fuzz --smoke
+	$(CARGO) xtask soak
 	$(MAKE) --no-print-directory lint
 
 clean-netns:

@@ -17,9 +17,11 @@ mod bench_parse;
 mod bench_ports;
 mod bench_scan;
 mod bench_verify;
+mod deps;
 mod e2e;
 mod fuzz;
 mod kube_gen;
+mod soak;
 
 fn project_root() -> PathBuf {
     let dir =
@@ -29,7 +31,7 @@ fn project_root() -> PathBuf {
 
 fn usage() -> &'static str {
     "usage: cargo xtask <task> [args]\n\
-     tasks:\n  bench <what>   run a benchmark (parse, apply, list)\n  baseline [NNNN]  capture real iptables output for the fixtures\n  fuzz [--smoke] [--seconds N] [--runs N] [TARGET...]  run the fuzz targets\n"
+     tasks:\n  bench <what>   run a benchmark (parse, apply, list)\n  baseline [NNNN]  capture real iptables output for the fixtures\n  fuzz [--smoke] [--seconds N] [--runs N] [TARGET...]  run the fuzz targets\n  soak [--syn N] [--udp N] [--bin-runs N] [--doc]  scanner soak on the rig\n"
 }
 
 fn main() -> Result<()> {
@@ -41,7 +43,9 @@ fn main() -> Result<()> {
     let rest = &args[1..];
     match task.as_str() {
         "baseline" => baseline::run(&project_root(), rest),
+        "deps" => deps::run(&project_root()),
         "e2e" => e2e::run(&project_root(), rest),
+        "soak" => soak::run(&project_root(), rest),
         "fuzz" => fuzz::run(&project_root(), rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("apply") => bench_apply::run(&rest[1..]),
