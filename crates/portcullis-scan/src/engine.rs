@@ -276,9 +276,15 @@ pub struct Engine {
     cursor: u64,
     /// Probes awaiting an answer, in send order: (sent at, task).
     outstanding: VecDeque<(Duration, u32)>,
-    /// Send times of the probes in `outstanding`, for RTT samples,
-    /// with their position in this pass's order.
-    sent_at: HashMap<u32, (Duration, u64)>,
+    /// Send time and position in its pass's order of each (task, try) probe, while it is
+    /// outstanding and until it is `max_rtt_timeout` old: an answer to that try, even one
+    /// after its timeout, is an RTT sample (the source port names the try, so there is
+    /// no retransmission ambiguity).
+    sent_at: HashMap<(u32, u8), (Duration, u64)>,
+    /// Probes out of `outstanding` (timed out or answered), in send order, whose
+    /// `sent_at` entry stays until it is `max_rtt_timeout` old: a later answer could not
+    /// raise the timeout any further.
+    expired: VecDeque<(Duration, u32, u8)>,
     pass: u8,
     pass_start: Duration,
     next_send: Duration,
@@ -348,6 +354,7 @@ impl Engine {
             cursor: 0,
             outstanding: VecDeque::new(),
             sent_at: HashMap::new(),
+            expired: VecDeque::new(),
             pass: 1,
             pass_start: Duration::ZERO,
             next_send: Duration::ZERO,
@@ -423,7 +430,7 @@ impl Engine {
         let seq = self.cookie(dst, dst_port, src_port);
         let ack = if self.scan_type == ScanType::Ack { self.ack_cookie(seq) } else { 0 };
         self.outstanding.push_back((now, task));
-        self.sent_at.insert(task, (now, self.cursor - 1));
+        self.sent_at.insert((task, tryno), (now, self.cursor - 1));
         self.probes_sent += 1;
         self.first_send.get_or_insert(now);
         self.next_send = now + self.timing.send_interval();
@@ -472,10 +479,18 @@ impl Engine {
         while let Some(&(sent, task)) = self.outstanding.front() {
             if self.is_answered(task) || self.due(sent, task) <= now {
                 self.outstanding.pop_front();
-                self.sent_at.remove(&task);
+                // A pass ends only when nothing is outstanding: these are this pass's.
+                self.expired.push_back((sent, task, self.pass - 1));
                 continue;
             }
             break;
+        }
+        while let Some(&(sent, task, tryno)) = self.expired.front() {
+            if sent + self.timing.max_rtt_timeout > now {
+                break;
+            }
+            self.expired.pop_front();
+            self.sent_at.remove(&(task, tryno));
         }
         if self.cursor < self.order.domain() || !self.outstanding.is_empty() {
             return;
@@ -695,13 +710,13 @@ impl Engine {
 
     fn record(&mut self, now: Duration, task: u32, tryno: u8, a: Answer, icmp: bool) {
         let (h, _) = self.host_port(task);
-        let this_pass =
-            if tryno + 1 == self.pass { self.sent_at.get(&task).copied() } else { None };
-        if let Some((sent, _)) = this_pass
+        let probe = self.sent_at.get(&(task, tryno)).copied();
+        if let Some((sent, _)) = probe
             && now >= sent
         {
             self.hosts[h].rtt.sample(now - sent);
         }
+        let this_pass = probe.filter(|_| tryno + 1 == self.pass);
         self.hosts[h].responded = true;
         let fresh = match self.answers.get(&task) {
             None => true,

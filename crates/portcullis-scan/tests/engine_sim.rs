@@ -246,3 +246,42 @@ fn icmp_quoting_another_udp_port_is_ignored() {
     }
     assert_eq!(summary(&e.finish()), "2 open|filtered no-response\n");
 }
+
+/// Regression (issue 8, answers after their deadline): a target whose RTT exceeds the
+/// initial timeout (1 s at `-T3`, 500 ms at `-T4`) answered every probe after it timed
+/// out, the engine took no RTT sample from those late answers (though the source port
+/// names their try), its timeout never grew, and the last pass's answers came after the
+/// scan ended: ICMP reasons lost, or every port `filtered`. Late answers to a known try
+/// are RTT samples, as in nmap, so the timeout grows to the path's RTT (up to the
+/// template's maximum). An RTT longer than two initial timeouts stays indistinguishable
+/// from silence: no answer arrives before the second pass times out.
+#[test]
+fn answers_slower_than_the_initial_timeout_count() {
+    let udp_expect = "53/udp open udp-response\n123/udp closed port-unreach\n137/udp filtered admin-prohibited\n161/udp closed port-unreach\n96 open|filtered no-response\n";
+    for (template, rtt_ms) in [(3u8, 1500u64), (3, 2000), (4, 800), (4, 1000)] {
+        for udp in [false, true] {
+            for drained in [false, true] {
+                let mut t = SimTarget::rig(udp);
+                t.delay = Duration::from_millis(rtt_ms / 2);
+                if drained {
+                    t.drain_icmp();
+                }
+                let st = if udp { ScanType::Udp } else { ScanType::Syn };
+                let cfg = EngineConfig {
+                    scan_type: st,
+                    targets: vec![Target { addr: t.addr, src: "198.18.0.1".parse().unwrap() }],
+                    ports: top_ports(st.protocol(), 100),
+                    timing: Timing::template(template),
+                    seed: 3,
+                };
+                let (r, _) = run_simulated(Engine::new(cfg).unwrap(), &mut t);
+                let expect = if udp { udp_expect } else { SYN_EXPECT };
+                assert_eq!(
+                    summary(&r),
+                    expect,
+                    "-T{template}, RTT {rtt_ms} ms, udp {udp}, drained {drained}"
+                );
+            }
+        }
+    }
+}
