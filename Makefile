@@ -35,6 +35,7 @@ test: deps
 	$(CARGO) test --workspace --doc --quiet
 	$(CARGO) xtask e2e
 	$(CARGO) xtask fuzz --smoke
+	$(CARGO) xtask soak
 	$(MAKE) --no-print-directory lint
 
 clean-netns:

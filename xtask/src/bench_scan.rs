@@ -34,21 +34,21 @@ const TCP_REASONS: [&str; 2] = [
 ];
 
 /// One benchmarked command and what a right answer looks like.
-struct Row {
-    name: &'static str,
-    tool: Tool,
+pub(crate) struct Row {
+    pub(crate) name: &'static str,
+    pub(crate) tool: Tool,
     args: Vec<&'static str>,
     ports_line: String,
     xml_needles: Vec<&'static str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Tool {
+pub(crate) enum Tool {
     Portcullis,
     Nmap,
 }
 
-fn rows() -> Vec<Row> {
+pub(crate) fn rows() -> Vec<Row> {
     let tcp = |n: u32| format!("{TCP_PORTS}\tIgnored State: filtered ({n})");
     let row = |name, tool, args: &[&'static str], ports_line: String, xml: &[&'static str]| Row {
         name,
@@ -138,9 +138,9 @@ fn listen(addr: &str) -> Result<()> {
     }
 }
 
-struct Rig {
+pub(crate) struct Rig {
     listener: Child,
-    scanner: Netns,
+    pub(crate) scanner: Netns,
     _target: Netns,
     target_ip: String,
 }
@@ -152,7 +152,7 @@ impl Drop for Rig {
     }
 }
 
-fn rig(dir: &Path) -> Result<Rig> {
+pub(crate) fn rig(dir: &Path) -> Result<Rig> {
     let target = Netns::create("scanbt")?;
     let scanner = Netns::create("scanbs")?;
     let l = link(&target, &scanner, 0)?;
@@ -195,17 +195,17 @@ fn median(v: &mut [f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
-struct Outcome {
+pub(crate) struct Outcome {
     name: &'static str,
     tool: Tool,
-    times: Vec<f64>,
-    right: usize,
+    pub(crate) times: Vec<f64>,
+    pub(crate) right: usize,
     /// Wall time minus the scan time portcullis reports in `-oJ` (`elapsed`): process
     /// start, output and exit, `ip netns exec` included.
     lags: Vec<f64>,
 }
 
-fn run_row(
+pub(crate) fn run_row(
     rig: &Rig,
     bin: &Path,
     row: &Row,

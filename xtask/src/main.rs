@@ -21,6 +21,7 @@ mod deps;
 mod e2e;
 mod fuzz;
 mod kube_gen;
+mod soak;
 
 fn project_root() -> PathBuf {
     let dir =
@@ -44,6 +45,7 @@ fn main() -> Result<()> {
         "baseline" => baseline::run(&project_root(), rest),
         "deps" => deps::run(&project_root()),
         "e2e" => e2e::run(&project_root(), rest),
+        "soak" => soak::run(&project_root(), rest),
         "fuzz" => fuzz::run(&project_root(), rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("apply") => bench_apply::run(&rest[1..]),
