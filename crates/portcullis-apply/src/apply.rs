@@ -271,18 +271,32 @@ fn prepare_inner(
     keep_backup: bool,
 ) -> Result<Prepared, ApplyError> {
     // The model's checks and the guard run beside the reading of the kernel (both only
-    // read); nothing is written before both are done.
+    // read); nothing is written before both are done. An incremental apply against the
+    // record validates only what can have changed (see `validation_scope`).
     let mut timings = Vec::new();
+    let early = if opts.incremental { early_plan(desired, target) } else { None };
+    let scope = early.as_ref().map(|(_, plan)| validation_scope(desired, plan));
     let (checked, kernel) = std::thread::scope(|s| {
-        let check = s.spawn(|| timed(|| check(desired, opts)));
-        let kernel = timed(|| read_kernel(desired, target, opts, keep_backup));
+        let check = s.spawn(|| timed(|| check(scope.as_ref().unwrap_or(desired), desired, opts)));
+        let kernel = timed(|| read_kernel(desired, target, opts, keep_backup, early.as_ref()));
         let checked = check.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
         (checked, kernel)
     });
     timings.push(("[validate + guard]", checked.1));
     timings.push(("lock + snapshot + plan", kernel.1));
-    let report = checked.0?;
+    let mut report = checked.0;
     let (lock, plan, snap, want, record) = kernel.0?;
+    let scope_held = match (&early, &record) {
+        (Some((fp, p)), Some(r)) => fp == r && *p == plan,
+        _ => false,
+    };
+    if scope.is_some() && !scope_held {
+        // The record changed under us, or the canary failed: validate everything.
+        let (r, took) = timed(|| check(desired, desired, opts));
+        timings.push(("validate + guard (whole ruleset)", took));
+        report = r;
+    }
+    let report = report?;
     let (input, took) = timed(|| plan.restore_input(desired));
     timings.push(("render restore input", took));
     Ok(Prepared {
@@ -308,8 +322,88 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 }
 
 /// The model's validation and the lock-out guard.
-fn check(desired: &Ruleset, opts: &ApplyOptions) -> Result<GuardReport, ApplyError> {
-    let errors = validate(desired);
+/// The plan of an incremental apply against the record, computed before the lock is
+/// taken so that validation can be limited to it; `read_kernel` confirms it.
+fn early_plan(desired: &Ruleset, target: &Target) -> Option<(Fingerprint, Plan)> {
+    let fp = cache::load(target)?;
+    if !desired.tables.iter().all(|t| fp.tables.contains_key(&t.name)) {
+        return None;
+    }
+    let plan = Plan::incremental_from(&fp, &cache::raw_want(desired), true);
+    Some((fp, plan))
+}
+
+/// What an incremental apply must validate: the chains it writes and every chain they
+/// can reach, whole; of every other chain only its jumps and gotos, without their
+/// matches (those rules were validated when they were applied and are byte for byte the
+/// same, as the record's hashes show), so that undefined chains, loops and the hooks a
+/// chain is reached from are still checked over the whole table. Whatever slipped
+/// through would still be refused by the kernel at commit and rolled back.
+fn validation_scope(desired: &Ruleset, plan: &Plan) -> Ruleset {
+    let mut out = Ruleset::new(desired.family);
+    for t in &desired.tables {
+        let action = plan.tables.iter().find(|(n, _)| *n == t.name).map(|(_, a)| a);
+        let changed: Vec<&str> = match action {
+            Some(TableAction::Patch { policies, rewrite, create, .. }) => {
+                policies.iter().chain(rewrite).chain(create).map(String::as_str).collect()
+            }
+            Some(TableAction::Unchanged) => Vec::new(),
+            _ => {
+                out.tables.push(t.clone());
+                continue;
+            }
+        };
+        let by_name: HashMap<&str, &portcullis_rules::Chain> =
+            t.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+        let mut whole: HashSet<&str> = changed.iter().copied().collect();
+        let mut stack = changed;
+        while let Some(name) = stack.pop() {
+            let Some(c) = by_name.get(name) else { continue };
+            for r in &c.rules {
+                if let Some(next) = r.chain_ref(|n| by_name.contains_key(n))
+                    && whole.insert(next)
+                {
+                    stack.push(next);
+                }
+            }
+        }
+        let mut nt = Table::new(t.name);
+        for c in &t.chains {
+            if whole.contains(c.name.as_str()) {
+                nt.chains.push(c.clone());
+                continue;
+            }
+            let mut k = portcullis_rules::Chain {
+                name: c.name.clone(),
+                policy: c.policy,
+                counters: None,
+                rules: Vec::new(),
+                origin: c.origin,
+            };
+            for r in &c.rules {
+                if r.chain_ref(|n| by_name.contains_key(n)).is_some() {
+                    k.rules.push(portcullis_rules::Rule {
+                        action: r.action.clone(),
+                        origin: r.origin,
+                        ..portcullis_rules::Rule::default()
+                    });
+                }
+            }
+            nt.chains.push(k);
+        }
+        out.tables.push(nt);
+    }
+    out
+}
+
+/// The model's validation of `scope` (the ruleset, or the part of it an incremental apply
+/// must check) and the lock-out guard over the whole `desired`.
+fn check(
+    scope: &Ruleset,
+    desired: &Ruleset,
+    opts: &ApplyOptions,
+) -> Result<GuardReport, ApplyError> {
+    let errors = validate(scope);
     if !errors.is_empty() {
         return Err(ApplyError::Invalid(errors));
     }
@@ -331,6 +425,7 @@ fn read_kernel(
     target: &Target,
     opts: &ApplyOptions,
     keep_backup: bool,
+    early: Option<&(Fingerprint, Plan)>,
 ) -> Result<KernelState, ApplyError> {
     let lock = lock_namespace(target.netns.as_deref(), opts.lock_wait)?;
     if !opts.incremental {
@@ -346,8 +441,10 @@ fn read_kernel(
         let covers = desired.tables.iter().all(|t| fp.tables.contains_key(&t.name));
         let mut reader = KernelReader::new(target);
         if covers && canary_ok(&mut reader, &fp, desired)? {
-            let raw = cache::raw_want(desired);
-            let plan = Plan::incremental_from(&fp, &raw, true);
+            let plan = match early {
+                Some((efp, eplan)) if *efp == fp => eplan.clone(),
+                _ => Plan::incremental_from(&fp, &cache::raw_want(desired), true),
+            };
             let snap = partial_snapshot(target, &mut reader, &plan)?;
             return Ok((lock, plan, snap, None, Some(fp)));
         }

@@ -436,3 +436,46 @@ fn backend_detection_never_mixes() {
         portcullis_apply::host_default_backend(Family::V6)
     );
 }
+
+// An incremental apply against the record validates only what can have changed, yet still
+// refuses a changed chain that jumps to a missing chain or into an unchanged chain whose
+// rules are not allowed in the hook it is now reached from.
+#[test]
+fn incremental_validation_scope_still_refuses() {
+    if !can_run_or_skip("incremental_validation_scope_still_refuses", &["iptables-nft-restore"]) {
+        return;
+    }
+    let base = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:OWN - [0:0]\n:SVC - [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -j SVC\n-A OUTPUT -j OWN\n-A OWN -m owner --uid-owner 0 -j ACCEPT\n-A SVC -p tcp --dport 80 -j ACCEPT\nCOMMIT\n";
+    let ns = Netns::create("applyscope").expect("namespace");
+    let _state = StateGuard::of(&ns);
+    let t = target(&ns, Family::V4, Backend::Nft);
+    apply(&portcullis_syntax::parse_save(base).expect("base"), &t, &opts()).expect("base applies");
+    let before = raw_state(&t);
+    let mut o = opts();
+    o.incremental = true;
+    let cases = [
+        (base.replace("--dport 80 -j ACCEPT", "--dport 80 -j NOSUCH"), "NOSUCH"),
+        (base.replace("-A INPUT -j SVC\n", "-A INPUT -j SVC\n-A INPUT -j OWN\n"), "owner"),
+    ];
+    for (text, what) in cases {
+        let rs = portcullis_syntax::parse_save(&text).expect("parses");
+        match apply(&rs, &t, &o) {
+            Err(ApplyError::Invalid(errors)) => {
+                let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                assert!(shown.iter().any(|e| e.contains(what)), "{what}: {shown:?}");
+            }
+            other => panic!("{what}: expected a validation error, got {:?}", other.map(|a| a.plan)),
+        }
+        assert_eq!(raw_state(&t), before);
+    }
+    // A valid change goes through the same path.
+    let ok = base.replace("--dport 80 -j ACCEPT", "--dport 8080 -j ACCEPT");
+    let rs = portcullis_syntax::parse_save(&ok).expect("parses");
+    let applied = apply(&rs, &t, &o).expect("applies");
+    assert!(
+        applied.timings.iter().all(|(s, _)| !s.contains("whole ruleset")),
+        "{:?}",
+        applied.timings
+    );
+    assert_eq!(kernel_text(&t, &rs), canonical_text(&rs, Backend::Nft));
+}
