@@ -143,8 +143,7 @@ fn is_read_only(toks: &[Token<'_>]) -> bool {
                 "--list" | "--list-rules" | "--check" | "--version" | "--help" | "-h" | "-V"
             ) || (t.text.starts_with('-')
                 && !t.text.starts_with("--")
-                && t.text.len() >= 2
-                && matches!(&t.text[1..2], "L" | "S" | "C")))
+                && matches!(t.text.as_bytes().get(1), Some(b'L' | b'S' | b'C'))))
     })
 }
 
