@@ -275,7 +275,7 @@ fn prepare_inner(
     // record validates only what can have changed (see `validation_scope`).
     let mut timings = Vec::new();
     let early = if opts.incremental { early_plan(desired, target) } else { None };
-    let scope = early.as_ref().map(|(_, plan)| validation_scope(desired, plan));
+    let scope = early.as_ref().map(|e| validation_scope(desired, &e.plan));
     let (checked, kernel) = std::thread::scope(|s| {
         let check = s.spawn(|| timed(|| check(scope.as_ref().unwrap_or(desired), desired, opts)));
         let kernel = timed(|| read_kernel(desired, target, opts, keep_backup, early.as_ref()));
@@ -286,10 +286,7 @@ fn prepare_inner(
     timings.push(("lock + snapshot + plan", kernel.1));
     let mut report = checked.0;
     let (lock, plan, snap, want, record) = kernel.0?;
-    let scope_held = match (&early, &record) {
-        (Some((fp, p)), Some(r)) => fp == r && *p == plan,
-        _ => false,
-    };
+    let scope_held = early.as_ref().is_some_and(|e| record.is_some() && e.plan == plan);
     if scope.is_some() && !scope_held {
         // The record changed under us, or the canary failed: validate everything.
         let (r, took) = timed(|| check(desired, desired, opts));
@@ -324,13 +321,21 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 /// The model's validation and the lock-out guard.
 /// The plan of an incremental apply against the record, computed before the lock is
 /// taken so that validation can be limited to it; `read_kernel` confirms it.
-fn early_plan(desired: &Ruleset, target: &Target) -> Option<(Fingerprint, Plan)> {
-    let fp = cache::load(target)?;
+fn early_plan(desired: &Ruleset, target: &Target) -> Option<Early> {
+    let text = cache::load_text(target)?;
+    let fp = cache::parse_text(&text)?;
     if !desired.tables.iter().all(|t| fp.tables.contains_key(&t.name)) {
         return None;
     }
     let plan = Plan::incremental_from(&fp, &cache::raw_want(desired), true);
-    Some((fp, plan))
+    Some(Early { text, fp, plan })
+}
+
+/// The record as read before the lock, and the plan made from it.
+struct Early {
+    text: String,
+    fp: Fingerprint,
+    plan: Plan,
 }
 
 /// What an incremental apply must validate: the chains it writes and every chain they
@@ -425,7 +430,7 @@ fn read_kernel(
     target: &Target,
     opts: &ApplyOptions,
     keep_backup: bool,
-    early: Option<&(Fingerprint, Plan)>,
+    early: Option<&Early>,
 ) -> Result<KernelState, ApplyError> {
     let lock = lock_namespace(target.netns.as_deref(), opts.lock_wait)?;
     if !opts.incremental {
@@ -437,16 +442,22 @@ fn read_kernel(
         }
         return Ok((lock, plan, snapshot_tables(target, &need)?, None, None));
     }
-    if let Some(fp) = cache::load(target) {
-        let covers = desired.tables.iter().all(|t| fp.tables.contains_key(&t.name));
-        let mut reader = KernelReader::new(target);
-        if covers && canary_ok(&mut reader, &fp, desired)? {
-            let plan = match early {
-                Some((efp, eplan)) if *efp == fp => eplan.clone(),
-                _ => Plan::incremental_from(&fp, &cache::raw_want(desired), true),
-            };
-            let snap = partial_snapshot(target, &mut reader, &plan)?;
-            return Ok((lock, plan, snap, None, Some(fp)));
+    if let Some(text) = cache::load_text(target) {
+        // Under the lock: the record read before it still holds, or it is read anew.
+        let (fp, plan) = match early {
+            Some(e) if e.text == text => (Some(e.fp.clone()), Some(e.plan.clone())),
+            _ => (cache::parse_text(&text), None),
+        };
+        if let Some(fp) = fp {
+            let covers = desired.tables.iter().all(|t| fp.tables.contains_key(&t.name));
+            let mut reader = KernelReader::new(target);
+            if covers && canary_ok(&mut reader, &fp, desired)? {
+                let plan = plan.unwrap_or_else(|| {
+                    Plan::incremental_from(&fp, &cache::raw_want(desired), true)
+                });
+                let snap = partial_snapshot(target, &mut reader, &plan)?;
+                return Ok((lock, plan, snap, None, Some(fp)));
+            }
         }
     }
     let snap = snapshot(target)?;
