@@ -18,6 +18,7 @@
 mod specs;
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::Family;
 use crate::addr::Protocol;
@@ -57,15 +58,14 @@ fn validate_table(table: &Table, family: Family, errors: &mut Vec<ModelError>) {
         chain: Some(chain.to_owned()),
         ..Location::default()
     };
-    let mut seen = BTreeSet::new();
+    let mut seen: FastMap<&str, ()> = FastMap::default();
+    seen.reserve(table.chains.len());
     for c in &table.chains {
         let name = c.name.as_str();
         let loc =
-            Location { line: (c.origin.line > 0).then_some(c.origin.line), ..chain_loc(name) };
-        if !seen.insert(name) {
-            errors.push(
-                ModelError::new(ModelErrorKind::ChainExists(name.to_owned())).at(loc.clone()),
-            );
+            || Location { line: (c.origin.line > 0).then_some(c.origin.line), ..chain_loc(name) };
+        if seen.insert(name, ()).is_some() {
+            errors.push(ModelError::new(ModelErrorKind::ChainExists(name.to_owned())).at(loc()));
         }
         match (c.policy, tname.is_builtin(name)) {
             (Some(p), false) => errors.push(
@@ -73,14 +73,14 @@ fn validate_table(table: &Table, family: Family, errors: &mut Vec<ModelError>) {
                     chain: name.to_owned(),
                     policy: p.as_str().to_owned(),
                 })
-                .at(loc),
+                .at(loc()),
             ),
             (None, true) => errors.push(
                 ModelError::new(ModelErrorKind::InvalidPolicy {
                     chain: name.to_owned(),
                     policy: "-".to_owned(),
                 })
-                .at(loc),
+                .at(loc()),
             ),
             _ => {}
         }
@@ -88,17 +88,10 @@ fn validate_table(table: &Table, family: Family, errors: &mut Vec<ModelError>) {
 
     let chains = Chains::new(table);
     let hooks = reachable_hooks(&chains);
-    for c in &table.chains {
+    for (ci, c) in table.chains.iter().enumerate() {
         let name = c.name.as_str();
-        let chain_hooks =
-            if c.is_builtin() { hook_bit(name) } else { hooks.get(name).copied().unwrap_or(0) };
+        let chain_hooks = if c.is_builtin() { hook_bit(name) } else { hooks[ci] };
         for (i, rule) in c.rules.iter().enumerate() {
-            let loc = Location {
-                table: Some(tname),
-                chain: Some(name.to_owned()),
-                rule: Some(i + 1),
-                line: (rule.origin.line > 0).then_some(rule.origin.line),
-            };
             let ctx = Ctx {
                 table,
                 chains: &chains,
@@ -109,24 +102,56 @@ fn validate_table(table: &Table, family: Family, errors: &mut Vec<ModelError>) {
             };
             let before = errors.len();
             check_rule(&ctx, rule, errors);
-            for e in &mut errors[before..] {
-                e.location = loc.clone();
+            if errors.len() > before {
+                let loc = Location {
+                    table: Some(tname),
+                    chain: Some(name.to_owned()),
+                    rule: Some(i + 1),
+                    line: (rule.origin.line > 0).then_some(rule.origin.line),
+                };
+                for e in &mut errors[before..] {
+                    e.location = loc.clone();
+                }
             }
         }
     }
     find_loops(&chains, errors);
 }
 
+/// FNV-1a: chain names are short and not attacker-chosen in a way that matters here (a
+/// hostile file only slows its own validation), and SipHash cost a tenth of validating a
+/// kube-proxy-sized table.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
 /// The chains of a table by name, for lookups in constant time (a kube-proxy ruleset has
 /// thousands of chains).
 struct Chains<'a> {
     table: &'a Table,
-    by_name: HashMap<&'a str, usize>,
+    by_name: FastMap<&'a str, usize>,
 }
 
 impl<'a> Chains<'a> {
     fn new(table: &'a Table) -> Self {
-        let mut by_name = HashMap::with_capacity(table.chains.len());
+        let mut by_name = FastMap::default();
+        by_name.reserve(table.chains.len());
         for (i, c) in table.chains.iter().enumerate() {
             by_name.entry(c.name.as_str()).or_insert(i);
         }
@@ -165,21 +190,26 @@ impl Ctx<'_> {
 }
 
 /// For each user chain, the builtin hooks it is reachable from through jumps and gotos.
-fn reachable_hooks<'a>(chains: &Chains<'a>) -> HashMap<&'a str, u8> {
-    let mut out: HashMap<&'a str, u8> = HashMap::new();
+/// For each chain (by index), the builtin hooks it is reachable from through jumps and
+/// gotos (user chains only; builtin chains get their own hook elsewhere).
+fn reachable_hooks(chains: &Chains<'_>) -> Vec<u8> {
+    let n = chains.table.chains.len();
+    let mut out = vec![0u8; n];
+    let mut visited = vec![false; n];
     for c in chains.table.chains.iter().filter(|c| c.is_builtin()) {
         let bit = hook_bit(c.name.as_str());
         let mut stack = vec![c];
-        let mut visited: BTreeSet<usize> = BTreeSet::new();
+        visited.iter_mut().for_each(|v| *v = false);
         while let Some(ch) = stack.pop() {
             for r in &ch.rules {
                 let Some(target) = r.chain_ref(|n| chains.has(n)) else { continue };
                 let Some(i) = chains.index(target) else { continue };
-                let Some(next) = chains.get(target) else { continue };
-                if next.is_builtin() || !visited.insert(i) {
+                let Some(next) = chains.table.chains.get(i) else { continue };
+                if next.is_builtin() || visited[i] {
                     continue;
                 }
-                *out.entry(next.name.as_str()).or_default() |= bit;
+                visited[i] = true;
+                out[i] |= bit;
                 stack.push(next);
             }
         }
