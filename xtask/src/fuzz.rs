@@ -78,6 +78,8 @@ struct Stats {
     cov: u64,
     ft: u64,
     corpus: u64,
+    /// libFuzzer's `stat::peak_rss_mb`.
+    rss_mb: u64,
     secs: f64,
 }
 
@@ -133,14 +135,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         }
     }
     println!(
-        "{:<16} {:>12} {:>9} {:>7} {:>7} {:>7}",
-        "target", "executions", "exec/s", "cov", "ft", "corpus"
+        "{:<16} {:>12} {:>9} {:>7} {:>7} {:>7} {:>8}",
+        "target", "executions", "exec/s", "cov", "ft", "corpus", "rss MB"
     );
     for (name, s) in &table {
         let rate = if s.secs > 0.0 { s.execs as f64 / s.secs } else { 0.0 };
         println!(
-            "{name:<16} {:>12} {:>9.0} {:>7} {:>7} {:>7}",
-            s.execs, rate, s.cov, s.ft, s.corpus
+            "{name:<16} {:>12} {:>9.0} {:>7} {:>7} {:>7} {:>8}",
+            s.execs, rate, s.cov, s.ft, s.corpus, s.rss_mb
         );
     }
     if !failures.is_empty() {
@@ -275,6 +277,9 @@ fn parse_stats(text: &str) -> Stats {
         }
         if let Some(n) = line.strip_prefix("stat::number_of_executed_units:") {
             s.execs = n.trim().parse().unwrap_or(s.execs);
+        }
+        if let Some(n) = line.strip_prefix("stat::peak_rss_mb:") {
+            s.rss_mb = n.trim().parse().unwrap_or(s.rss_mb);
         }
     }
     s
