@@ -169,9 +169,15 @@ fn benches(bin: &Path, dir: &Path, o: &Opts) -> Result<()> {
     println!("   of which parse + validate (check): {}", secs(check_t));
 
     // 2. One service changed: incremental against a full re-apply (both portcullis), in
-    // one namespace that holds the whole ruleset; every run flips service 0.
+    // one namespace that holds the whole ruleset; every run flips service 0. Plain
+    // iptables-restore re-applies in a namespace of its own (it would change the rules
+    // behind portcullis' record).
     let ns = Netns::create("benchinc")?;
     timed(apply_cmd(bin, dir, &gen0, &ns, b, &[]), None, "initial apply")?;
+    let plain_ns = Netns::create("benchre")?;
+    let mut c = plain_ns.command(&restore);
+    c.args(["-w", "5"]);
+    timed(c, Some(&gen0), "initial plain apply")?;
     let (mut inc, mut full, mut plain_re) = (Vec::new(), Vec::new(), Vec::new());
     let mut current = 0;
     for _ in 0..o.rounds {
@@ -181,17 +187,19 @@ fn benches(bin: &Path, dir: &Path, o: &Opts) -> Result<()> {
             None,
             "apply --incremental",
         )?);
-        current ^= 1;
-        let next = if current == 0 { &gen1 } else { &gen0 };
-        full.push(timed(apply_cmd(bin, dir, next, &ns, b, &[]), None, "full re-apply")?);
-        current ^= 1;
-        let next = if current == 0 { &gen1 } else { &gen0 };
-        let mut c = ns.command(&restore);
+        let mut c = plain_ns.command(&restore);
         c.args(["-w", "5"]);
         plain_re.push(timed(c, Some(next), "plain re-apply")?);
         current ^= 1;
+        let next = if current == 0 { &gen1 } else { &gen0 };
+        full.push(timed(apply_cmd(bin, dir, next, &ns, b, &[]), None, "full re-apply")?);
+        let mut c = plain_ns.command(&restore);
+        c.args(["-w", "5"]);
+        timed(c, Some(next), "plain re-apply")?;
+        current ^= 1;
     }
     drop(ns);
+    drop(plain_ns);
     let (inc, full, plain_re) = (median(inc), median(full), median(plain_re));
     println!("2. one service changed, re-applied");
     println!("   portcullis apply (full):           {}", secs(full));

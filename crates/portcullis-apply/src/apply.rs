@@ -455,8 +455,9 @@ fn read_kernel(
                 let plan = plan.unwrap_or_else(|| {
                     Plan::incremental_from(&fp, &cache::raw_want(desired), true)
                 });
-                let snap = partial_snapshot(target, &mut reader, &plan)?;
-                return Ok((lock, plan, snap, None, Some(fp)));
+                if let Some(snap) = partial_snapshot(target, &mut reader, &plan, &fp)? {
+                    return Ok((lock, plan, snap, None, Some(fp)));
+                }
             }
         }
     }
@@ -576,11 +577,13 @@ impl<'a> KernelReader<'a> {
 
 /// The `--noflush` restore input that undoes `plan`: the old content of every chain it
 /// rewrites, re-creates or re-policies, and the deletion of the chains it creates.
+/// `None` when a chain it reads is not what the record says: the record is stale.
 fn partial_snapshot(
     target: &Target,
     reader: &mut KernelReader<'_>,
     plan: &Plan,
-) -> Result<Snapshot, ApplyError> {
+    record: &Fingerprint,
+) -> Result<Option<Snapshot>, ApplyError> {
     let mut text = String::new();
     for (t, action) in &plan.tables {
         let TableAction::Patch { policies, rewrite, create, delete } = action else { continue };
@@ -589,6 +592,13 @@ fn partial_snapshot(
         names.sort();
         names.dedup();
         let old = reader.chains(*t, &names)?;
+        let recorded = record.tables.get(t);
+        for c in &old.chains {
+            let rec = recorded.and_then(|r| r.get(c.name.as_str()));
+            if rec.is_none_or(|r| r.canon != cache::hash_rules(&c.rules)) {
+                return Ok(None);
+            }
+        }
         text.push_str(&format!("*{t}\n"));
         for c in &old.chains {
             match c.policy {
@@ -617,7 +627,13 @@ fn partial_snapshot(
         text.push_str("COMMIT\n");
     }
     let covered = plan.tables.iter().map(|(t, _)| *t).collect();
-    Ok(Snapshot { family: target.family, backend: target.backend, text, noflush: true, covered })
+    Ok(Some(Snapshot {
+        family: target.family,
+        backend: target.backend,
+        text,
+        noflush: true,
+        covered,
+    }))
 }
 
 /// Validates, guards, snapshots and applies `desired` in one go. On failure every table

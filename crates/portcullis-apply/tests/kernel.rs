@@ -396,6 +396,15 @@ fn incremental_record_canary_and_rollback() {
         assert!(p.input.text.contains("-F INPUT"), "{}", p.input.text);
         p.commit().expect("repairs");
         assert_eq!(kernel_text(&t, &r2), canonical_text(&r2, backend));
+        // A user chain changed behind portcullis' back, and the plan rewrites it: the
+        // record is found stale when the chain is read for the snapshot.
+        ns.run(&t.program(""), &["-w", "5", "-A", "SVC-B", "-j", "DROP"]).expect("append");
+        let r2b = portcullis_syntax::parse_save(&v2.replace("--dport 8181", "--dport 8282"))
+            .expect("v2b");
+        let p = portcullis_apply::prepare(&r2b, &t, &o).expect("plans");
+        assert!(!p.snapshot.noflush, "{backend:?}: a stale record was trusted");
+        p.commit().expect("v2b applies");
+        assert_eq!(kernel_text(&t, &r2b), canonical_text(&r2b, backend));
         // A later table fails: the filter patch already committed is undone exactly.
         let before = raw_state(&t);
         let p = portcullis_apply::prepare(&r3, &t, &o).expect("plans");
