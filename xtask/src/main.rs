@@ -21,6 +21,7 @@ mod deps;
 mod e2e;
 mod fuzz;
 mod kube_gen;
+mod reliability;
 mod soak;
 
 fn project_root() -> PathBuf {
@@ -31,7 +32,7 @@ fn project_root() -> PathBuf {
 
 fn usage() -> &'static str {
     "usage: cargo xtask <task> [args]\n\
-     tasks:\n  bench <what>   run a benchmark (parse, apply, list)\n  baseline [NNNN]  capture real iptables output for the fixtures\n  fuzz [--smoke] [--seconds N] [--runs N] [TARGET...]  run the fuzz targets\n  soak [--syn N] [--udp N] [--bin-runs N] [--doc]  scanner soak on the rig\n"
+     tasks:\n  bench <what>   run a benchmark (parse, apply, list)\n  baseline [NNNN]  capture real iptables output for the fixtures\n  fuzz [--smoke] [--seconds N] [--runs N] [TARGET...]  run the fuzz targets\n  soak [--syn N] [--udp N] [--bin-runs N] [--doc]  scanner soak on the rig\n  reliability    run the apply fault matrix, write docs/reliability.md\n"
 }
 
 fn main() -> Result<()> {
@@ -46,6 +47,7 @@ fn main() -> Result<()> {
         "deps" => deps::run(&project_root()),
         "e2e" => e2e::run(&project_root(), rest),
         "soak" => soak::run(&project_root(), rest),
+        "reliability" => reliability::run(&project_root()),
         "fuzz" => fuzz::run(&project_root(), rest),
         "bench" => match rest.first().map(String::as_str) {
             Some("apply") => bench_apply::run(&rest[1..]),
