@@ -3,7 +3,7 @@
 //! namespace's ruleset (canonical `iptables-save`, compared table by table) must be exactly
 //! the old or the new one, never a mix, with a message that says which.
 //!
-//! Faults: a bad rule in the last of four tables; a rule the kernel refuses; SIGKILL at 11
+//! Faults: a bad rule in the last of four tables; a rule the kernel refuses; SIGKILL at 13
 //! points per backend (before the snapshot, before and after each table commit, during
 //! the read-back, before and during the rollback), each with and without `--confirm`;
 //! SIGHUP to the session of `apply --confirm`; the xtables lock held longer than the wait
@@ -94,17 +94,29 @@ if [ "$tool" != "iptables-$b-restore" ]; then
 fi
 n=$(bump restores)
 IFS=: read -r kind nth after <<<"$PCL_FAULT"
-if [ "$kind" != restore ] || [ "$nth" != "$n" ]; then exec "$real" "$@"; fi
+if [ "$kind" != restore ] && [ "$kind" != orphan ] || [ "$nth" != "$n" ]; then
+  exec "$real" "$@"
+fi
 rm -f "$d"/block.*
 awk -v d="$d" '/^\*/ { n++ } n > 0 { print > (d "/block." n) }'
 count=$(ls "$d"/block.* 2>/dev/null | wc -l)
 done=""
+# orphan: only the applier dies; this restore goes on to its end, as iptables-restore
+# does when `kill -9 PID` ends portcullis alone.
+[ "$kind" = orphan ] && trap 'echo "$done" > "$d/orphan-done"' EXIT
 for ((j = 1; j <= count; j++)); do
-  [ "$((j - 1))" = "$after" ] && die "restore $n after ${done:- no table}"
+  if [ "$((j - 1))" = "$after" ]; then
+    if [ "$kind" = orphan ]; then
+      echo "restore $n: applier killed after${done:- no table}" >> "$d/fired"
+      kill -9 "$PPID"
+    else
+      die "restore $n after ${done:- no table}"
+    fi
+  fi
   "$real" "$@" < "$d/block.$j" || exit $?
   done="$done $(head -n1 "$d/block.$j" | tr -d '*')"
 done
-die "restore $n after$done"
+[ "$kind" = orphan ] || die "restore $n after$done"
 "#;
 
 /// One row of `docs/reliability.md`.
@@ -351,6 +363,15 @@ impl Rig {
         let fault = format!("SIGKILL {point}{}", if confirm { " (`--confirm 2`)" } else { "" });
         assert!(!fired.is_empty(), "{fault}: the fault never fired: {}", text_of(&out));
         assert_eq!(out.status.signal(), Some(9), "{fault}: {}", text_of(&out));
+        if spec.starts_with("orphan:") {
+            // The applier is dead; its restore runs on: wait for its end (bounded).
+            let done = fault_dir.join("orphan-done");
+            let start = Instant::now();
+            while !done.exists() && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(done.exists(), "{fault}: the orphaned restore ended");
+        }
         let right_after = self.classify(&self.tables());
         if confirm && self.key_dir().join("pending.v4").exists() {
             // The watchdog was armed: it restores the backup at the deadline.
@@ -559,6 +580,12 @@ const KILL_POINTS: &[(&str, &str, &str)] = &[
     ("after 3 table commits", "restore:1:3", "new.rules"),
     ("after the 4th (last) table commit", "restore:1:4", "new.rules"),
     ("during the read-back", "readback", "new.rules"),
+    ("of the applier alone, after 1 table commit (its restore goes on)", "orphan:1:1", "new.rules"),
+    (
+        "of the applier alone, after 1 table commit (its restore goes on, filter refused)",
+        "orphan:1:1",
+        "bad-kernel.rules",
+    ),
     ("before the rollback (filter refused)", "restore:2:0", "bad-kernel.rules"),
     ("during the rollback, after 1 table", "restore:2:1", "bad-kernel.rules"),
     ("during the rollback, after 2 tables", "restore:2:2", "bad-kernel.rules"),
@@ -614,7 +641,8 @@ fn render(rows: &[Row]) -> String {
          namespace's iptables tools are replaced for that run by a script that kills its parent\n\
          (portcullis) at the chosen invocation, and feeds an interrupted restore to the real\n\
          tool one table at a time, so the kill lands after exactly K table commits (what a kill\n\
-         of the whole process group does, e.g. systemd stopping the unit).\n\n\
+         of the whole process group does, e.g. systemd stopping the unit); \"of the applier\n\
+         alone\" kills only portcullis and lets its restore run to its end (`kill -9 PID`).\n\n\
          \"Right after\" is the state the moment the fault ends; \"Final\" is the state after the\n\
          recovery the message column names (the test asserts it).\n\n",
     );
@@ -634,7 +662,9 @@ fn render(rows: &[Row]) -> String {
              restore between two table commits, or between a refused table and the end of its \
              rollback, leaves tables of two rulesets in force: the kernel commits per table and \
              the rollback runs in the applying process. The user sees only that the command was \
-             killed; nothing reports the mix afterwards. Re-applying a complete file repairs it \
+             killed; nothing reports the mix afterwards. A `kill -9` of the applier alone does \
+             the same when its file's last table is refused: the orphaned iptables-restore \
+             commits the tables before it, fails, and no process is left to roll back. Re-applying a complete file repairs it \
              (asserted: the file meant, or the last good one when the meant one is refused; \
              re-applying a refused file would roll back to the mix). With `--confirm` the \
              watchdog, armed before the first commit, restores the old ruleset at every kill point \
