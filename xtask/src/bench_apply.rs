@@ -9,8 +9,10 @@
 //! 3. 1,000 rules: the seed article's way (one `iptables -A` process per rule) against
 //!    one `portcullis apply` of the same script.
 //!
-//! Options: `--services N`, `--rounds N`, `--backend nft|legacy`, `--gen FILE` (write
-//! the generated ruleset and stop), `--generation N` (with `--gen`).
+//! Options: `--services N`, `--rounds N`, `--backend nft|legacy`, `--rest SECS` (pause
+//! before each timed re-apply in part 2, default 1: the kernel frees a replaced
+//! 150,000-rule table in the background, which would be counted against the next run),
+//! `--gen FILE` (write the generated ruleset and stop), `--generation N` (with `--gen`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -25,10 +27,16 @@ struct Opts {
     services: usize,
     rounds: usize,
     backend: String,
+    rest: Duration,
 }
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let mut o = Opts { services: 10_000, rounds: 3, backend: "nft".to_owned() };
+    let mut o = Opts {
+        services: 10_000,
+        rounds: 3,
+        backend: "nft".to_owned(),
+        rest: Duration::from_secs(1),
+    };
     let mut generation = 0;
     let mut gen_to = None;
     let mut it = args.iter();
@@ -37,6 +45,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "--services" => o.services = it.next().context("--services N")?.parse()?,
             "--rounds" => o.rounds = it.next().context("--rounds N")?.parse()?,
             "--backend" => o.backend = it.next().context("--backend nft|legacy")?.clone(),
+            "--rest" => {
+                o.rest = Duration::from_secs_f64(it.next().context("--rest SECS")?.parse()?);
+            }
             "--generation" => generation = it.next().context("--generation N")?.parse()?,
             "--gen" => gen_to = Some(it.next().context("--gen FILE")?.clone()),
             other => bail!("unknown argument {other:?}"),
@@ -182,6 +193,7 @@ fn benches(bin: &Path, dir: &Path, o: &Opts) -> Result<()> {
     let mut current = 0;
     for _ in 0..o.rounds {
         let next = if current == 0 { &gen1 } else { &gen0 };
+        std::thread::sleep(o.rest);
         inc.push(timed(
             apply_cmd(bin, dir, next, &ns, b, &["--incremental"]),
             None,
@@ -189,9 +201,11 @@ fn benches(bin: &Path, dir: &Path, o: &Opts) -> Result<()> {
         )?);
         let mut c = plain_ns.command(&restore);
         c.args(["-w", "5"]);
+        std::thread::sleep(o.rest);
         plain_re.push(timed(c, Some(next), "plain re-apply")?);
         current ^= 1;
         let next = if current == 0 { &gen1 } else { &gen0 };
+        std::thread::sleep(o.rest);
         full.push(timed(apply_cmd(bin, dir, next, &ns, b, &[]), None, "full re-apply")?);
         let mut c = plain_ns.command(&restore);
         c.args(["-w", "5"]);
