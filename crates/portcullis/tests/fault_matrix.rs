@@ -94,21 +94,25 @@ if [ "$tool" != "iptables-$b-restore" ]; then
 fi
 n=$(bump restores)
 IFS=: read -r kind nth after <<<"$PCL_FAULT"
-if [ "$kind" != restore ] && [ "$kind" != orphan ] || [ "$nth" != "$n" ]; then
-  exec "$real" "$@"
-fi
+case $kind in restore | orphan | orphan-late) ;; *) exec "$real" "$@" ;; esac
+[ "$nth" = "$n" ] || exec "$real" "$@"
 rm -f "$d"/block.*
 awk -v d="$d" '/^\*/ { n++ } n > 0 { print > (d "/block." n) }'
 count=$(ls "$d"/block.* 2>/dev/null | wc -l)
 done=""
 # orphan: only the applier dies; this restore goes on to its end, as iptables-restore
-# does when `kill -9 PID` ends portcullis alone.
-[ "$kind" = orphan ] && trap 'echo "$done" > "$d/orphan-done"' EXIT
+# does when `kill -9 PID` ends portcullis alone. orphan-late: a restore still running
+# when the confirm watchdog has reverted (one slower than the deadline): it goes on once
+# the watchdog's result file ($PCL_FAULT_RESULT) exists.
+[ "$kind" != restore ] && trap 'echo "$done" > "$d/orphan-done"' EXIT
 for ((j = 1; j <= count; j++)); do
   if [ "$((j - 1))" = "$after" ]; then
-    if [ "$kind" = orphan ]; then
+    if [ "$kind" != restore ]; then
       echo "restore $n: applier killed after${done:- no table}" >> "$d/fired"
       kill -9 "$PPID"
+      if [ "$kind" = orphan-late ]; then
+        for ((w = 0; w < 600; w++)); do [ -e "$PCL_FAULT_RESULT" ] && break; sleep 0.05; done
+      fi
     else
       die "restore $n after ${done:- no table}"
     fi
@@ -116,7 +120,7 @@ for ((j = 1; j <= count; j++)); do
   "$real" "$@" < "$d/block.$j" || exit $?
   done="$done $(head -n1 "$d/block.$j" | tr -d '*')"
 done
-[ "$kind" = orphan ] || die "restore $n after$done"
+[ "$kind" != restore ] || die "restore $n after$done"
 "#;
 
 /// One row of `docs/reliability.md`.
@@ -335,6 +339,22 @@ impl Rig {
         self.row(fault, &now, &now, &message(&err))
     }
 
+    /// `portcullis ARGS` with the fault injector first on `PATH`, set to `spec`.
+    fn faulted(&self, args: &[&str], spec: &str, fault_dir: &Path) -> Command {
+        let path = format!(
+            "{}:{}",
+            self.path("wrap").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut c = self.portcullis(args);
+        c.env("PATH", path)
+            .env("PCL_FAULT", spec)
+            .env("PCL_FAULT_DIR", fault_dir)
+            .env("PCL_FAULT_BACKEND", self.backend)
+            .env("PCL_FAULT_RESULT", self.key_dir().join("result.v4"));
+        c
+    }
+
     /// SIGKILL of `portcullis apply FILE` at `spec` (see [`INJECTOR`]).
     fn killed(&self, point: &str, spec: &str, file: &str, confirm: bool) -> Row {
         self.apply_ok("old.rules");
@@ -349,25 +369,13 @@ impl Rig {
         if confirm {
             args.extend(["--confirm", secs]);
         }
-        let path = format!(
-            "{}:{}",
-            self.path("wrap").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let out = self
-            .portcullis(&args)
-            .env("PATH", path)
-            .env("PCL_FAULT", spec)
-            .env("PCL_FAULT_DIR", &fault_dir)
-            .env("PCL_FAULT_BACKEND", self.backend)
-            .output()
-            .expect("runs");
+        let out = self.faulted(&args, spec, &fault_dir).output().expect("runs");
         let fired = std::fs::read_to_string(fault_dir.join("fired")).unwrap_or_default();
         let how = if confirm { format!(" (`--confirm {secs}`)") } else { String::new() };
         let fault = format!("SIGKILL {point}{how}");
         assert!(!fired.is_empty(), "{fault}: the fault never fired: {}", text_of(&out));
         assert_eq!(out.status.signal(), Some(9), "{fault}: {}", text_of(&out));
-        if spec.starts_with("orphan:") {
+        if spec.starts_with("orphan") {
             // The applier is dead; its restore runs on: wait for its end (bounded).
             let done = fault_dir.join("orphan-done");
             let start = Instant::now();
@@ -406,6 +414,39 @@ impl Rig {
             "killed by signal 9, no message, nothing detects the mix; `portcullis apply {repair}` restores {want}"
         );
         self.row(&fault, &right_after, &now, &msg)
+    }
+
+    /// The applier killed alone under `--confirm 2` while its restore is slower than
+    /// the deadline: the watchdog reverts, then the orphaned restore commits the rest.
+    fn orphan_outlives_deadline(&self) -> Row {
+        self.apply_ok("old.rules");
+        let n = self.runs.get() + 1;
+        self.runs.set(n);
+        let fault_dir = self.path(&format!("fault-{n}"));
+        std::fs::create_dir(&fault_dir).expect("fault dir");
+        let out = self
+            .faulted(&["apply", "new.rules", "--confirm", "2"], "orphan-late:1:1", &fault_dir)
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.signal(), Some(9), "{}", text_of(&out));
+        let said = self.watchdog_result();
+        let done = fault_dir.join("orphan-done");
+        let start = Instant::now();
+        while !done.exists() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(done.exists(), "the orphaned restore ended");
+        let right_after = self.classify(&self.tables());
+        let out = self.portcullis(&["apply", "old.rules"]).output().expect("runs");
+        assert!(out.status.success(), "repair: {}", text_of(&out));
+        let now = self.classify(&self.tables());
+        assert_eq!(now, "old", "after `portcullis apply old.rules`");
+        let msg = format!(
+            "killed by signal 9; the watchdog says `{said}` (result.v4) yet the orphaned restore committed the rest after it; `portcullis apply old.rules` restores old"
+        );
+        let fault =
+            "SIGKILL of the applier alone (`--confirm 2`), its restore outliving the deadline";
+        self.row(fault, &right_after, &now, &msg)
     }
 
     /// SIGHUP to the session of `apply --confirm` once the new ruleset is in force.
@@ -621,6 +662,9 @@ fn backend_rows(backend: &'static str) -> Vec<Row> {
             rows.push(rig.killed(point, spec, file, confirm));
         }
     }
+    // Legacy too: observed, iptables-legacy-restore does not hold the xtables lock between
+    // tables (a `flock -n` succeeds while it waits for its next table).
+    rows.push(rig.orphan_outlives_deadline());
     rows.push(rig.hangup());
     if backend == "legacy" {
         rows.push(rig.lock_held());
@@ -677,14 +721,15 @@ fn render(rows: &[Row]) -> String {
              applier's pid, written before the restore, removed after it or after the rollback) \
              that the next `apply` or `status` reports, with a command that puts the snapshot \
              back.\n\n\
-             **Finding (not reproduced here, from the code).** The watchdog's revert takes \
-             portcullis' apply lock, which an orphaned restore (applier killed alone) does not \
-             hold. With legacy the xtables lock the restore holds should serialise the two; nft \
-             takes no lock, so when \
-             the deadline passes while an orphaned nft restore still runs, the revert and the \
-             orphan's later table commits can interleave. The test leaves the orphan 5 s. A \
-             fix: start the restore with `PR_SET_PDEATHSIG` (it dies with the applier, the \
-             case the watchdog already repairs), or record its pid for the watchdog to wait on.\n\n",
+             **Finding (reproduced: `its restore outliving the deadline`).** The watchdog's revert \
+             takes portcullis' apply lock, which an orphaned restore (applier killed alone) does \
+             not hold, and no xtables lock keeps them apart: nft takes none, and \
+             iptables-legacy-restore does not hold it between tables. When the deadline passes \
+             while an orphaned restore still runs (a large ruleset, a short `--confirm`), the \
+             watchdog restores the backup, writes `reverted`, and the orphan then commits its \
+             remaining tables: a mix, while the result file says reverted. A fix: start the \
+             restore with `PR_SET_PDEATHSIG` (it dies with the applier, the case the watchdog \
+             already repairs), or record its pid for the watchdog to wait on.\n\n",
         );
     }
     s.push_str(
