@@ -339,6 +339,15 @@ impl Rig {
         self.row(fault, &now, &now, &message(&err))
     }
 
+    /// A new directory for the injector's counters and marks.
+    fn fault_dir(&self) -> PathBuf {
+        let n = self.runs.get() + 1;
+        self.runs.set(n);
+        let dir = self.path(&format!("fault-{n}"));
+        std::fs::create_dir(&dir).expect("fault dir");
+        dir
+    }
+
     /// `portcullis ARGS` with the fault injector first on `PATH`, set to `spec`.
     fn faulted(&self, args: &[&str], spec: &str, fault_dir: &Path) -> Command {
         let path = format!(
@@ -358,10 +367,7 @@ impl Rig {
     /// SIGKILL of `portcullis apply FILE` at `spec` (see [`INJECTOR`]).
     fn killed(&self, point: &str, spec: &str, file: &str, confirm: bool) -> Row {
         self.apply_ok("old.rules");
-        let n = self.runs.get() + 1;
-        self.runs.set(n);
-        let fault_dir = self.path(&format!("fault-{n}"));
-        std::fs::create_dir(&fault_dir).expect("fault dir");
+        let fault_dir = self.fault_dir();
         // An orphaned restore runs on after the kill: the deadline leaves it time to end
         // first (see the finding on the watchdog racing an orphaned nft restore).
         let secs = if spec.starts_with("orphan:") { "5" } else { "2" };
@@ -376,13 +382,8 @@ impl Rig {
         assert!(!fired.is_empty(), "{fault}: the fault never fired: {}", text_of(&out));
         assert_eq!(out.status.signal(), Some(9), "{fault}: {}", text_of(&out));
         if spec.starts_with("orphan") {
-            // The applier is dead; its restore runs on: wait for its end (bounded).
-            let done = fault_dir.join("orphan-done");
-            let start = Instant::now();
-            while !done.exists() && start.elapsed() < Duration::from_secs(60) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            assert!(done.exists(), "{fault}: the orphaned restore ended");
+            // The applier is dead; its restore runs on: wait for its end.
+            wait_orphan(&fault_dir);
         }
         let right_after = self.classify(&self.tables());
         if confirm && self.key_dir().join("pending.v4").exists() {
@@ -420,22 +421,14 @@ impl Rig {
     /// the deadline: the watchdog reverts, then the orphaned restore commits the rest.
     fn orphan_outlives_deadline(&self) -> Row {
         self.apply_ok("old.rules");
-        let n = self.runs.get() + 1;
-        self.runs.set(n);
-        let fault_dir = self.path(&format!("fault-{n}"));
-        std::fs::create_dir(&fault_dir).expect("fault dir");
+        let fault_dir = self.fault_dir();
         let out = self
             .faulted(&["apply", "new.rules", "--confirm", "2"], "orphan-late:1:1", &fault_dir)
             .output()
             .expect("runs");
         assert_eq!(out.status.signal(), Some(9), "{}", text_of(&out));
         let said = self.watchdog_result();
-        let done = fault_dir.join("orphan-done");
-        let start = Instant::now();
-        while !done.exists() && start.elapsed() < Duration::from_secs(60) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(done.exists(), "the orphaned restore ended");
+        wait_orphan(&fault_dir);
         let right_after = self.classify(&self.tables());
         let out = self.portcullis(&["apply", "old.rules"]).output().expect("runs");
         assert!(out.status.success(), "repair: {}", text_of(&out));
@@ -617,6 +610,16 @@ echo "files=$(ls -A "$d" | tr '\n' ' ')"
     }
 }
 
+/// Waits (bounded) until an orphaned restore of the injector has ended.
+fn wait_orphan(fault_dir: &Path) {
+    let done = fault_dir.join("orphan-done");
+    let start = Instant::now();
+    while !done.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(done.exists(), "the orphaned restore ended");
+}
+
 /// The kill points of one backend: (where, injector spec, file).
 const KILL_POINTS: &[(&str, &str, &str)] = &[
     ("before the snapshot (first read of the kernel)", "read:1", "new.rules"),
@@ -717,7 +720,7 @@ fn render(rows: &[Row]) -> String {
              (asserted: the file meant, or the last good one when the meant one is refused; \
              re-applying a refused file would roll back to the mix). With `--confirm` the \
              watchdog, armed before the first commit, restores the old ruleset at every kill point \
-             after it. A fix to consider in the applier: an intent journal (the snapshot and the \
+             after it (but see the next finding). A fix to consider in the applier: an intent journal (the snapshot and the \
              applier's pid, written before the restore, removed after it or after the rollback) \
              that the next `apply` or `status` reports, with a command that puts the snapshot \
              back.\n\n\
