@@ -367,6 +367,8 @@ impl Rig {
     /// SIGKILL of `portcullis apply FILE` at `spec` (see [`INJECTOR`]).
     fn killed(&self, point: &str, spec: &str, file: &str, confirm: bool) -> Row {
         self.apply_ok("old.rules");
+        // A result left by an earlier run would read as this run's (arm removes it too).
+        let _ = std::fs::remove_file(self.key_dir().join("result.v4"));
         let fault_dir = self.fault_dir();
         // An orphaned restore runs on after the kill: the deadline leaves it time to end
         // first (see the finding on the watchdog racing an orphaned nft restore).
@@ -386,8 +388,10 @@ impl Rig {
             wait_orphan(&fault_dir);
         }
         let right_after = self.classify(&self.tables());
-        if confirm && self.key_dir().join("pending.v4").exists() {
-            // The watchdog was armed: it restores the backup at the deadline.
+        let armed = ["pending.v4", "result.v4"].iter().any(|f| self.key_dir().join(f).exists());
+        if confirm && armed {
+            // The watchdog was armed (it may even be done): it restores the backup at the
+            // deadline.
             let said = self.watchdog_result();
             let now = self.classify(&self.tables());
             assert_eq!(said, "reverted", "{fault}: the watchdog's result");
