@@ -174,6 +174,20 @@ pub fn state_key(netns: Option<&str>) -> String {
     netns.map_or_else(|| "default".to_owned(), |n| format!("netns-{n}"))
 }
 
+/// Removes everything portcullis keeps about a namespace in its state directory (the
+/// record of the last apply, confirm files, the apply lock file): for throwaway
+/// namespaces, once they are deleted. Refuses (returns false) while a confirm-or-revert
+/// is pending there.
+pub fn forget_namespace(netns: Option<&str>) -> bool {
+    if [Family::V4, Family::V6].iter().any(|f| crate::confirm::pending(netns, *f).is_some()) {
+        return false;
+    }
+    let _ = std::fs::remove_dir_all(crate::confirm::key_dir(netns));
+    let lock = state_dir().join("locks").join(format!("{}.lock", state_key(netns)));
+    let _ = std::fs::remove_file(lock);
+    true
+}
+
 /// Takes the apply lock of a namespace, waiting at most `wait`.
 pub(crate) fn lock_namespace(
     netns: Option<&str>,

@@ -48,8 +48,8 @@ mod verify;
 pub use crate::{
     apply::{
         Applied, ApplyOptions, Drift, Prepared, Snapshot, apply, detect_backend,
-        ensure_single_backend, holds_rules, host_default_backend, prepare, prepare_reversible,
-        revert, snapshot, snapshot_tables, state_dir, state_key,
+        ensure_single_backend, forget_namespace, holds_rules, host_default_backend, prepare,
+        prepare_reversible, revert, snapshot, snapshot_tables, state_dir, state_key,
     },
     error::{ApplyError, FailureKind, Rejected, RestoreFailure, Span},
     exec::{Counters, RestoreFlags, Target, lockfile_for, program},

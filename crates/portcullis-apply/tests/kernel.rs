@@ -33,11 +33,7 @@ impl StateGuard {
 
 impl Drop for StateGuard {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(portcullis_apply::confirm::key_dir(Some(&self.0)));
-        let key = portcullis_apply::state_key(Some(&self.0));
-        let _ = std::fs::remove_file(
-            portcullis_apply::state_dir().join("locks").join(format!("{key}.lock")),
-        );
+        portcullis_apply::forget_namespace(Some(&self.0));
     }
 }
 
