@@ -84,11 +84,7 @@ fn fixture_files() -> Vec<PathBuf> {
 
 /// FIXME(portcullis-syntax, portcullis-rules): model gaps that make a fixture fail to
 /// apply or read back differently; reported to their owners. Every other difference fails.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    // `-p udp -m length --length 0:100 --dport 161`: the implicit udp option after another
-    // module is given to that module, so validation refuses it.
-    ("0005_kitchen_sink.rules", "the ruleset is invalid: line 42,"),
-];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 // Acceptance 1: apply then read back equals the canonical ruleset, every fixture, both
 // backends.
