@@ -3,10 +3,11 @@
 //! namespace's ruleset (canonical `iptables-save`, compared table by table) must be exactly
 //! the old or the new one, never a mix, with a message that says which.
 //!
-//! Faults: a bad rule in the last of four tables; a rule the kernel refuses; SIGKILL at 13
+//! Faults: a bad rule in the last of four tables; a rule the kernel refuses; SIGKILL at 14
 //! points per backend (before the snapshot, before and after each table commit, during
-//! the read-back, before and during the rollback), each with and without `--confirm`;
-//! SIGHUP to the session of `apply --confirm`; the xtables lock held longer than the wait
+//! the read-back, before and during the rollback, and of the applier alone while its
+//! restore runs on), each with and without `--confirm`, plus an orphaned restore that
+//! outlives the confirm deadline; SIGHUP to the session of `apply --confirm`; the xtables lock held longer than the wait
 //! (legacy); 2 and 10 concurrent applies; a full disk and a read-only directory for `save`.
 //!
 //! Exact kill points without timing: the namespace's iptables tools are replaced, for the
@@ -643,6 +644,11 @@ const KILL_POINTS: &[(&str, &str, &str)] = &[
     ("during the rollback, after 1 table", "restore:2:1", "bad-kernel.rules"),
     ("during the rollback, after 2 tables", "restore:2:2", "bad-kernel.rules"),
     ("after the rollback's 3 tables", "restore:2:3", "bad-kernel.rules"),
+    (
+        "of the applier alone during the rollback, after 1 table (the rollback goes on)",
+        "orphan:2:1",
+        "bad-kernel.rules",
+    ),
 ];
 
 fn backend_rows(backend: &'static str) -> Vec<Row> {
