@@ -40,6 +40,7 @@ fn teardown_by_name(name: &str) {
     }
     let _ = Command::new("ip").args(["netns", "del", name]).status();
     let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{name}.xtables.lock")));
+    portcullis_apply::forget_namespace(Some(name));
 }
 
 /// Removes the `pcl-` namespaces whose creating process is gone (crashed or `--keep`
@@ -128,6 +129,8 @@ impl Drop for Sandbox {
         self.listener.take();
         let mut reg = registry();
         reg.names.retain(|n| n != self.target.name() && n != self.scanner.name());
+        // What the applier keeps about the target (its record, its lock file) goes with it.
+        portcullis_apply::forget_namespace(Some(self.target.name()));
         // The Netns guards delete the namespaces after this.
     }
 }
