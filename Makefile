@@ -5,9 +5,9 @@
 
 CARGO ?= cargo
 # Debian packages the test suites drive for real.
-APT_PACKAGES := iptables nmap libxml2-utils iproute2 iputils-ping procps time
+APT_PACKAGES := iptables nmap libxml2-utils iproute2 iputils-ping procps time g++ util-linux
 # Commands that prove those packages are present.
-NEEDED_COMMANDS := iptables iptables-legacy ip6tables nmap xmllint ip ping ps /usr/bin/time
+NEEDED_COMMANDS := iptables iptables-legacy ip6tables nmap xmllint ip ping ps /usr/bin/time g++ flock unshare setsid
 
 .PHONY: demo test deps build lint clean-netns
 
