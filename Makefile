@@ -11,7 +11,7 @@ NEEDED_COMMANDS := iptables iptables-legacy ip6tables nmap xmllint ip ping ps /u
 
 .PHONY: demo test deps build lint clean-netns
 
-demo: build
+demo: deps build
 	$(CARGO) run --release --quiet -p portcullis -- demo
 
 build:
