@@ -69,16 +69,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 }
 
 fn build_portcullis() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let root = crate::project_root();
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "-p", "portcullis"])
-        .current_dir(&root)
-        .status()
-        .context("cargo build")?;
-    if !status.success() {
-        bail!("building portcullis failed");
-    }
+    crate::release_binary(&root)?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target.join("release/portcullis"))

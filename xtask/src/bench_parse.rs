@@ -65,14 +65,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             other => bail!("unknown argument {other:?}"),
         }
     }
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args(["build", "--release", "--quiet", "-p", "portcullis"])
-        .status()?;
-    if !status.success() {
-        bail!("cargo build --release -p portcullis failed");
-    }
-    let bin = root.join("target/release/portcullis");
+    let bin = crate::release_binary(root)?;
     let dir = root.join("target/bench");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join(format!("kube-{services}.rules"));

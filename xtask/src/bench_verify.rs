@@ -46,18 +46,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     let exe = match std::env::var_os("PORTCULLIS_BIN") {
         Some(p) => std::path::PathBuf::from(p),
-        None => {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let status = Command::new(&cargo)
-                .current_dir(root)
-                .args(["build", "--release", "--quiet", "-p", "portcullis"])
-                .status()
-                .context("cargo build")?;
-            ensure!(status.success(), "building portcullis failed");
-            let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| root.join("target"), std::path::PathBuf::from);
-            target_dir.join("release/portcullis")
-        }
+        None => crate::release_binary(root)?,
     };
     let seed =
         std::env::temp_dir().join(format!("portcullis-bench-seed-{}.rules", std::process::id()));

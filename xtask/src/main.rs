@@ -30,9 +30,24 @@ fn project_root() -> PathBuf {
     PathBuf::from(dir).parent().expect("xtask lives one level below the root").to_owned()
 }
 
+/// Builds the release `portcullis` binary (the thing every benchmark measures) and
+/// returns its path.
+fn release_binary(root: &std::path::Path) -> Result<PathBuf> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = std::process::Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--release", "--quiet", "-p", "portcullis"])
+        .status()?;
+    if !status.success() {
+        bail!("cargo build --release -p portcullis failed");
+    }
+    let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target.join("release/portcullis"))
+}
+
 fn usage() -> &'static str {
     "usage: cargo xtask <task> [args]\n\
-     tasks:\n  bench <what>   run a benchmark (parse, apply, list)\n  baseline [NNNN]  capture real iptables output for the fixtures\n  fuzz [--smoke] [--seconds N] [--runs N] [TARGET...]  run the fuzz targets\n  soak [--syn N] [--udp N] [--bin-runs N] [--doc]  scanner soak on the rig\n  reliability    run the apply fault matrix, write docs/reliability.md\n"
+     tasks:\n  bench <what>   run a benchmark against its anchor (parse, list, apply, ports, scan, verify)\n  baseline [NNNN]  capture real iptables output for the fixtures\n  fuzz [--smoke] [--seconds N] [--runs N] [TARGET...]  run the fuzz targets\n  soak [--syn N] [--udp N] [--bin-runs N] [--doc]  scanner soak on the rig\n  reliability    run the apply fault matrix, write docs/reliability.md\n  e2e [SCENARIO] [--keep]  the end-to-end scenarios\n  deps           check the dependency direction\n"
 }
 
 fn main() -> Result<()> {
