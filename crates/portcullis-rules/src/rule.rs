@@ -202,6 +202,11 @@ impl Rule {
         }
     }
 
+    /// Whether this rule jumps or goes to the chain called `chain`.
+    pub fn targets_chain(&self, chain: &str) -> bool {
+        self.chain_ref(|n| n == chain) == Some(chain)
+    }
+
     /// The chain this rule jumps or goes to, when `is_chain` says its target is a chain.
     pub fn chain_ref(&self, is_chain: impl Fn(&str) -> bool) -> Option<&str> {
         match &self.action {

@@ -108,7 +108,7 @@ impl Table {
         self.chains
             .iter()
             .flat_map(|c| &c.rules)
-            .filter(|r| r.chain_ref(|n| n == chain).is_some())
+            .filter(|r| r.targets_chain(chain))
             .count()
     }
 }
@@ -160,5 +160,28 @@ impl Chain {
     /// Whether this is a builtin chain (it has a policy).
     pub fn is_builtin(&self) -> bool {
         self.policy.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Action, Target};
+
+    #[test]
+    fn references_count_only_jumps_and_gotos_to_that_chain() {
+        let mut t = Table::with_builtins(TableName::Filter);
+        for name in ["A", "B"] {
+            t.chains.push(Chain::user(ChainName::new(name).expect("valid")));
+        }
+        let goto_b = Rule {
+            action: Some(Action::Goto(ChainName::new("B").expect("valid"))),
+            ..Rule::default()
+        };
+        let jump_a = Rule { action: Some(Action::Jump(Target::new("A"))), ..Rule::default() };
+        t.chains[0].rules = vec![goto_b.clone(), jump_a, goto_b];
+        assert_eq!(t.references("A"), 1);
+        assert_eq!(t.references("B"), 2);
+        assert_eq!(t.references("INPUT"), 0);
     }
 }
