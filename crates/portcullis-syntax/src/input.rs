@@ -1,6 +1,6 @@
 //! Reading any supported input: detects the format and returns the rulesets it describes.
 
-use portcullis_rules::{Family, Ruleset, TableName};
+use portcullis_rules::{Ruleset, TableName};
 
 use crate::error::{ParseError, ParseErrorKind};
 use crate::save::{parse_rules_spec, parse_save, sniff_family};
@@ -112,9 +112,4 @@ pub fn read_rulesets(text: &str) -> Result<Input, ParseError> {
         }
     };
     Ok(Input { format, rulesets, skipped })
-}
-
-/// The family a ruleset text is written for, as far as it tells.
-pub fn guess_family(text: &str) -> Family {
-    sniff_family(text)
 }

@@ -31,7 +31,7 @@ mod token;
 
 pub use crate::{
     error::{ParseError, ParseErrorKind},
-    input::{Format, Input, detect_format, guess_family, read_rulesets},
+    input::{Format, Input, detect_format, read_rulesets},
     json::{JSON_FORMAT, JSON_VERSION, ruleset_from_json, ruleset_to_json},
     listing::{
         ChainHeader, ChainKind, Columns, Conversion, Count, Field, ListFlags, ListStyle,
