@@ -165,12 +165,10 @@ impl Ruleset {
                     if t.references(name) > 0 {
                         // iptables -X refuses a referenced chain unless its referrer goes too.
                         let referrer_is_user = t.chains.iter().any(|c| {
-                            !c.is_builtin()
-                                && c.rules.iter().any(|r| r.targets_chain(name))
+                            !c.is_builtin() && c.rules.iter().any(|r| r.targets_chain(name))
                         });
                         let referenced_by_builtin = t.chains.iter().any(|c| {
-                            c.is_builtin()
-                                && c.rules.iter().any(|r| r.targets_chain(name))
+                            c.is_builtin() && c.rules.iter().any(|r| r.targets_chain(name))
                         });
                         if referenced_by_builtin || !referrer_is_user {
                             return Err(ModelError::new(ModelErrorKind::ChainInUse(name.clone()))

@@ -105,11 +105,7 @@ impl Table {
 
     /// How many rules jump or go to `chain` (what `iptables -L` calls references).
     pub fn references(&self, chain: &str) -> usize {
-        self.chains
-            .iter()
-            .flat_map(|c| &c.rules)
-            .filter(|r| r.targets_chain(chain))
-            .count()
+        self.chains.iter().flat_map(|c| &c.rules).filter(|r| r.targets_chain(chain)).count()
     }
 }
 
