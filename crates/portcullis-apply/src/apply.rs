@@ -2,7 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::path::PathBuf;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -13,6 +14,7 @@ use crate::cache::{self, Fingerprint};
 use crate::error::{ApplyError, FailureKind, Rejected, RestoreFailure, Span, blamed_token};
 use crate::exec::{Counters, RestoreFlags, Target};
 use crate::guard::{self, GuardReport};
+use crate::journal::{Intent, Repair};
 use crate::plan::{LineSource, Plan, RestoreInput, TableAction, comparable};
 use crate::verify::{self, Expected};
 
@@ -142,6 +144,13 @@ pub struct Prepared {
     pub guard: GuardReport,
     /// The kernel's ruleset before the apply.
     pub snapshot: Snapshot,
+    /// What is being applied, for the intent journal's messages (the CLI sets the file
+    /// name).
+    pub label: String,
+    /// An earlier apply that had died mid-apply in this namespace and family, repaired
+    /// from its journal before this one read the kernel.
+    pub repaired: Option<Repair>,
+    guardian: Option<PathBuf>,
     verify: bool,
     want: Option<Ruleset>,
     record: Option<Fingerprint>,
@@ -299,7 +308,7 @@ fn prepare_inner(
     timings.push(("[validate + guard]", checked.1));
     timings.push(("lock + snapshot + plan", kernel.1));
     let mut report = checked.0;
-    let (lock, plan, snap, want, record) = kernel.0?;
+    let (lock, plan, snap, want, record, repaired) = kernel.0?;
     let scope_held = early.as_ref().is_some_and(|e| record.is_some() && e.plan == plan);
     if scope.is_some() && !scope_held {
         // The record changed under us, or the canary failed: validate everything.
@@ -317,6 +326,9 @@ fn prepare_inner(
         input,
         guard: report,
         snapshot: snap,
+        label: format!("a ruleset of {} rules", desired.rule_count()),
+        repaired,
+        guardian: None,
         verify: opts.verify,
         want,
         record,
@@ -436,7 +448,8 @@ fn check(
     Ok(report)
 }
 
-type KernelState = (Flock<File>, Plan, Snapshot, Option<Ruleset>, Option<Fingerprint>);
+type KernelState =
+    (Flock<File>, Plan, Snapshot, Option<Ruleset>, Option<Fingerprint>, Option<Repair>);
 
 /// Takes the namespace's apply lock, snapshots the kernel and plans.
 fn read_kernel(
@@ -447,14 +460,27 @@ fn read_kernel(
     early: Option<&Early>,
 ) -> Result<KernelState, ApplyError> {
     let lock = lock_namespace(target.netns.as_deref(), opts.lock_wait)?;
+    // A journal found under the lock was left by an apply that died: repair it first.
+    let repaired = crate::journal::recover(
+        target.netns.as_deref(),
+        target.family,
+        "portcullis apply, before anything else,",
+    );
+    if let Some(r) = &repaired
+        && let crate::journal::RepairOutcome::Failed(why) = &r.outcome
+    {
+        return Err(ApplyError::Journal(format!("{r}\n{why}")));
+    }
     if !opts.incremental {
         let plan = Plan::full(desired);
         let mut need: Vec<TableName> = plan.tables.iter().map(|(t, _)| *t).collect();
-        if !keep_backup {
-            // The last table commits last: nothing after it can fail.
+        if !keep_backup && need.len() == 1 {
+            // One table commits atomically: nothing after it can fail. With more, the
+            // intent journal holds every table (a kill after the last commit, before
+            // the applier saw the restore end, is repaired whole).
             need.pop();
         }
-        return Ok((lock, plan, snapshot_tables(target, &need)?, None, None));
+        return Ok((lock, plan, snapshot_tables(target, &need)?, None, None, repaired));
     }
     if let Some(text) = cache::load_text(target) {
         // Under the lock: the record read before it still holds, or it is read anew.
@@ -470,7 +496,7 @@ fn read_kernel(
                     Plan::incremental_from(&fp, &cache::raw_want(desired), true)
                 });
                 if let Some(snap) = partial_snapshot(target, &mut reader, &plan, &fp)? {
-                    return Ok((lock, plan, snap, None, Some(fp)));
+                    return Ok((lock, plan, snap, None, Some(fp), repaired));
                 }
             }
         }
@@ -481,7 +507,7 @@ fn read_kernel(
     let want = comparable(desired, target.backend);
     let fp = Fingerprint::of(&comparable(&current, target.backend));
     let plan = Plan::incremental_from(&fp, &cache::canon_want(&want), false);
-    Ok((lock, plan, snap, Some(want), None))
+    Ok((lock, plan, snap, Some(want), None, repaired))
 }
 
 /// kube-proxy's canary check: the builtin chains of every table still hold what
@@ -661,6 +687,15 @@ pub fn apply(
 }
 
 impl Prepared {
+    /// Starts a guardian process (`exe __guardian`, see [`crate::journal`]) for the
+    /// apply when its input commits more than one table: should this process die
+    /// between two commits or during its rollback, the guardian restores the old
+    /// ruleset at once. Without it, the next apply or `status` repairs.
+    pub fn with_guardian(mut self, exe: &Path) -> Self {
+        self.guardian = Some(exe.to_path_buf());
+        self
+    }
+
     /// Feeds the restore input to iptables-restore (one process). When it fails, every
     /// table it had already committed is restored from the snapshot, and the error is
     /// placed at the line of the user's file it blames. Then reads the kernel back.
@@ -674,6 +709,24 @@ impl Prepared {
             });
         }
         cache::forget(&self.target);
+        // More than one table commits one by one: journal the intent first.
+        let tables = self.input.tables();
+        let intent = if tables.len() > 1 {
+            let (intent, took) = timed(|| {
+                Intent::begin(
+                    &self.target,
+                    &self.snapshot,
+                    &tables,
+                    &self.label,
+                    self.guardian.as_deref(),
+                )
+            });
+            self.timings.push(("intent journal + guardian", took));
+            Some(intent?)
+        } else {
+            None
+        };
+        let keep = intent.as_ref().and_then(Intent::keep_fd);
         let flags = RestoreFlags { noflush: self.input.noflush, ..RestoreFlags::default() };
         let replaced: Vec<TableName> = self
             .plan
@@ -689,7 +742,8 @@ impl Prepared {
         let want_in = self.want.take();
         let desired = &self.desired;
         let ((result, restore_took), (prep, prep_took)) = std::thread::scope(|s| {
-            let restore = s.spawn(|| timed(|| self.target.restore(&self.input.text, flags)));
+            let restore =
+                s.spawn(|| timed(|| self.target.restore_keeping(&self.input.text, flags, keep)));
             let prep = timed(|| {
                 if fast {
                     return None;
@@ -708,7 +762,19 @@ impl Prepared {
         self.timings.push(("[canonical form, expected text, record]", prep_took));
         self.timings.push(("iptables-restore", restore_took));
         if let Err(failure) = result {
-            return Err(self.fail(failure));
+            let err = self.fail(failure, keep);
+            // Rolled back completely: the journal has done its work. A failed rollback
+            // leaves it for the guardian or the next apply to retry.
+            if !matches!(err, ApplyError::RevertFailed { .. })
+                && let Some(i) = intent
+            {
+                i.complete();
+            }
+            return Err(err);
+        }
+        // Every table is committed: the kernel holds the new ruleset, complete.
+        if let Some(i) = intent {
+            i.complete();
         }
         let (done, took) = timed(|| self.readback(&replaced, prep));
         let (drift, record) = done?;
@@ -718,7 +784,7 @@ impl Prepared {
         Ok(Applied { plan: self.plan, snapshot: self.snapshot, drift, timings: self.timings })
     }
 
-    fn fail(&self, failure: RestoreFailure) -> ApplyError {
+    fn fail(&self, failure: RestoreFailure, keep: Option<RawFd>) -> ApplyError {
         let line = failure.line;
         let committed = match (line, &failure.kind) {
             (_, FailureKind::LockBusy { .. } | FailureKind::Spawn(_)) => Vec::new(),
@@ -735,7 +801,7 @@ impl Prepared {
         if committed.is_empty() {
             return ApplyError::Rejected(Box::new(rejected));
         }
-        match revert(&self.target, &self.snapshot, &committed) {
+        match revert_keeping(&self.target, &self.snapshot, &committed, keep) {
             Ok(()) => {
                 rejected.rolled_back = committed;
                 ApplyError::Rejected(Box::new(rejected))
@@ -837,10 +903,20 @@ pub fn revert(
     snapshot: &Snapshot,
     tables: &[TableName],
 ) -> Result<(), RestoreFailure> {
+    revert_keeping(target, snapshot, tables, None)
+}
+
+/// [`revert`], its restore holding `keep` (the guardian's pipe) too.
+fn revert_keeping(
+    target: &Target,
+    snapshot: &Snapshot,
+    tables: &[TableName],
+    keep: Option<RawFd>,
+) -> Result<(), RestoreFailure> {
     cache::forget(target);
     if snapshot.noflush {
-        return target
-            .restore(&snapshot.text, RestoreFlags { noflush: true, ..RestoreFlags::default() });
+        let flags = RestoreFlags { noflush: true, ..RestoreFlags::default() };
+        return target.restore_keeping(&snapshot.text, flags, keep);
     }
     let mut input = String::new();
     let mut absent = Vec::new();
@@ -863,7 +939,11 @@ pub fn revert(
             }
         }
     }
-    target.restore(&input, RestoreFlags { counters: true, ..RestoreFlags::default() })?;
+    target.restore_keeping(
+        &input,
+        RestoreFlags { counters: true, ..RestoreFlags::default() },
+        keep,
+    )?;
     if target.backend == Backend::Nft {
         let family = match target.family {
             Family::V4 => "ip",
@@ -962,6 +1042,9 @@ mod tests {
             plan,
             input,
             guard: GuardReport { checks: Vec::new() },
+            label: String::new(),
+            repaired: None,
+            guardian: None,
             verify: false,
             want: None,
             record: None,

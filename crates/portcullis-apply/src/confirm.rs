@@ -48,6 +48,8 @@ pub struct Pending {
     pub tables: Vec<TableName>,
     /// Whether the backup is a partial `--noflush` snapshot (incremental apply).
     pub noflush: bool,
+    /// The pid of the applying process (0 when not recorded).
+    pub pid: u32,
 }
 
 fn fam(f: Family) -> &'static str {
@@ -91,6 +93,7 @@ impl Pending {
         let tables: Vec<&str> = self.tables.iter().map(|t| t.as_str()).collect();
         let _ = writeln!(s, "tables={}", tables.join(","));
         let _ = writeln!(s, "noflush={}", u8::from(self.noflush));
+        let _ = writeln!(s, "pid={}", self.pid);
         s
     }
 
@@ -104,25 +107,20 @@ impl Pending {
             deadline_ms: get("deadline_ms")?.parse().ok()?,
             sid: get("sid")?.parse().ok()?,
             ssh: get("ssh").unwrap_or("").to_owned(),
-            tables: get("tables")?
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::parse)
-                .collect::<Result<_, _>>()
-                .ok()?,
+            tables: parse_tables(get("tables")?)?,
             noflush: get("noflush") == Some("1"),
+            pid: get("pid").and_then(|p| p.parse().ok()).unwrap_or(0),
         })
     }
 
     fn target(&self) -> Target {
-        Target {
-            netns: self.netns.clone(),
-            family: self.family,
-            backend: self.backend,
-            lockfile: self.lockfile.clone(),
-            wait_secs: 5,
-        }
+        Target::stored(self.netns.clone(), self.family, self.backend, self.lockfile.clone())
     }
+}
+
+/// A comma-separated list of table names, as the state files keep it.
+pub(crate) fn parse_tables(list: &str) -> Option<Vec<TableName>> {
+    list.split(',').filter(|s| !s.is_empty()).map(str::parse).collect::<Result<_, _>>().ok()
 }
 
 /// Reads the pending confirmation of a namespace and family, if any.
@@ -180,6 +178,7 @@ pub fn arm(prepared: &Prepared, seconds: u32, exe: &Path) -> Result<Armed, Apply
         ssh: std::env::var("SSH_CONNECTION").unwrap_or_default(),
         tables: prepared.input.tables(),
         noflush: prepared.snapshot.noflush,
+        pid: std::process::id(),
     };
     let pending_file = file(&dir, "pending", t.family);
     write_atomic(&pending_file, p.to_text().as_bytes(), 0o600)
@@ -222,6 +221,20 @@ pub fn disarm(netns: Option<&str>, family: Family) {
     if let Ok(_l) = confirm_lock(&dir) {
         let _ = std::fs::remove_file(file(&dir, "pending", family));
     }
+}
+
+/// The apply of process `pid` died mid-apply and its journal was restored (the old
+/// ruleset is back): its pending confirmation, if any, ends as reverted, so the
+/// watchdog has nothing left to do and `portcullis confirm` cannot confirm it.
+pub(crate) fn withdraw_reverted(netns: Option<&str>, family: Family, pid: u32) {
+    let dir = key_dir(netns);
+    let Ok(_l) = confirm_lock(&dir) else { return };
+    let Some(p) = pending(netns, family) else { return };
+    if p.pid != pid {
+        return;
+    }
+    let _ = write_atomic(&file(&dir, "result", family), b"reverted\n", 0o600);
+    let _ = std::fs::remove_file(file(&dir, "pending", family));
 }
 
 /// How a pending apply ended.
@@ -294,12 +307,10 @@ fn where_(netns: Option<&str>) -> String {
     netns.map_or("the current namespace".into(), |n| format!("namespace {n}"))
 }
 
-/// The watchdog process: detaches (new session, hangup and termination signals
-/// blocked), reports itself armed, then waits for the deadline of the pending apply of
-/// `key`/`family`. When the pending record is still there at the deadline, restores the
-/// backup.
-pub fn watchdog_main(key: &str, family: Family) -> Result<Outcome, ApplyError> {
-    let _ = nix::unistd::setsid();
+/// Blocks the signals a hangup, a terminal or a polite stop send (SIGHUP, SIGINT,
+/// SIGQUIT, SIGTERM, SIGPIPE, SIGTTOU, SIGTTIN): the watchdog and the guardian must
+/// outlive the applier's session.
+pub(crate) fn block_termination_signals() -> nix::Result<()> {
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGHUP,
@@ -312,7 +323,17 @@ pub fn watchdog_main(key: &str, family: Family) -> Result<Outcome, ApplyError> {
     ] {
         set.add(s);
     }
-    set.thread_block().map_err(|e| ApplyError::Confirm(format!("cannot block signals: {e}")))?;
+    set.thread_block()
+}
+
+/// The watchdog process: detaches (new session, hangup and termination signals
+/// blocked), reports itself armed, then waits for the deadline of the pending apply of
+/// `key`/`family`. When the pending record is still there at the deadline, restores the
+/// backup.
+pub fn watchdog_main(key: &str, family: Family) -> Result<Outcome, ApplyError> {
+    let _ = nix::unistd::setsid();
+    block_termination_signals()
+        .map_err(|e| ApplyError::Confirm(format!("cannot block signals: {e}")))?;
     let dir = state_dir().join(key);
     write_atomic(
         &file(&dir, "armed", family),

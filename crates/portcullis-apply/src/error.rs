@@ -359,6 +359,9 @@ pub enum ApplyError {
     /// A confirmation problem (nothing pending, same connection…).
     #[error("{0}")]
     Confirm(String),
+    /// The journal of an earlier apply that died mid-apply could not be restored.
+    #[error("{0}")]
+    Journal(String),
 }
 
 impl ApplyError {

@@ -1,6 +1,8 @@
 //! Running the host's iptables tools: in which namespace, with which backend and lock.
 
 use std::io::Write as _;
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -35,6 +37,17 @@ impl Target {
             lockfile: lockfile_for(netns),
             wait_secs: 5,
         }
+    }
+
+    /// A target as a record in the state directory keeps it (the watchdog's and the
+    /// guardian's): the lock file as recorded, the default wait.
+    pub(crate) fn stored(
+        netns: Option<String>,
+        family: Family,
+        backend: Backend,
+        lockfile: Option<PathBuf>,
+    ) -> Self {
+        Self { netns, family, backend, lockfile, wait_secs: 5 }
     }
 
     /// A short name for messages: `namespace NAME` or `the current namespace`.
@@ -82,7 +95,7 @@ impl Target {
         if let Some(t) = table {
             c.args(["-t", t.as_str()]);
         }
-        let out = run(c, None, &prog)?;
+        let out = run(c, None, &prog, None)?;
         if !out.status.success() {
             return Err(ApplyError::Tool {
                 program: prog,
@@ -112,7 +125,7 @@ impl Target {
         let prog = self.program("");
         let mut c = self.command(&prog);
         c.args(["-w", &self.wait_secs.to_string(), "-t", table.as_str()]).args(what);
-        let out = run(c, None, &prog)?;
+        let out = run(c, None, &prog, None)?;
         if !out.status.success() {
             return Err(ApplyError::Tool {
                 program: prog,
@@ -124,8 +137,21 @@ impl Target {
     }
 
     /// Feeds `input` to `iptables-restore -w N` (with `--noflush` and/or `--counters` as
-    /// asked). One process for the whole input.
+    /// asked). One process for the whole input, which dies with the calling thread
+    /// (`PR_SET_PDEATHSIG`): a restore never outlives its applier.
     pub fn restore(&self, input: &str, flags: RestoreFlags) -> Result<(), RestoreFailure> {
+        self.restore_keeping(input, flags, None)
+    }
+
+    /// [`Target::restore`], the child also holding `keep` (the write end of the apply
+    /// guardian's pipe), so that the guardian sees the end of the pipe only once the
+    /// applier and its restore are both gone.
+    pub(crate) fn restore_keeping(
+        &self,
+        input: &str,
+        flags: RestoreFlags,
+        keep: Option<RawFd>,
+    ) -> Result<(), RestoreFailure> {
         let prog = self.program("restore");
         let mut c = self.command(&prog);
         c.args(["-w", &self.wait_secs.to_string()]);
@@ -138,7 +164,8 @@ impl Target {
         if flags.test {
             c.arg("--test");
         }
-        let out = run(c, Some(input.as_bytes()), &prog).map_err(|e| RestoreFailure::spawn(&e))?;
+        let out = run(c, Some(input.as_bytes()), &prog, Some(keep))
+            .map_err(|e| RestoreFailure::spawn(&e))?;
         if out.status.success() {
             return Ok(());
         }
@@ -190,7 +217,46 @@ pub fn lockfile_for(netns: Option<&str>) -> Option<PathBuf> {
     netns.map(|n| std::env::temp_dir().join(format!("{n}.xtables.lock")))
 }
 
-fn run(mut c: Command, input: Option<&[u8]>, prog: &str) -> Result<Output, ApplyError> {
+/// Ties the child `c` will start to the calling thread: `PR_SET_PDEATHSIG(SIGKILL)`, so
+/// that a writer of the kernel's ruleset dies with its applier (an orphaned restore could
+/// otherwise commit its remaining tables after a repair or a revert), and `keep` inherited
+/// across exec (it is close-on-exec in the applier, so no other child gets it). The
+/// parent may die between fork and prctl: then the child's parent is no longer the
+/// applier, and the child exits before exec.
+fn die_with_parent(c: &mut Command, keep: Option<RawFd>) {
+    let parent = nix::unistd::getpid();
+    let child_setup = move || -> std::io::Result<()> {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+        if nix::unistd::getppid() != parent {
+            return Err(nix::errno::Errno::ESRCH.into());
+        }
+        if let Some(fd) = keep {
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))?;
+        }
+        Ok(())
+    };
+    #[allow(unsafe_code)]
+    // SAFETY: `pre_exec` runs the closure in the forked child before exec. It calls only
+    // async-signal-safe functions (prctl, getppid, fcntl), allocates nothing (errors are
+    // raw errno values) and takes no lock, which is what a child forked from a
+    // multi-threaded process may do; it touches no memory shared with the parent.
+    unsafe {
+        c.pre_exec(child_setup);
+    }
+}
+
+/// Runs `c` to its end with `input` on its stdin. `writer` (`Some(keep)`) marks a child
+/// that writes the kernel's ruleset: it dies with the calling thread, see
+/// [`die_with_parent`].
+fn run(
+    mut c: Command,
+    input: Option<&[u8]>,
+    prog: &str,
+    writer: Option<Option<RawFd>>,
+) -> Result<Output, ApplyError> {
+    if let Some(keep) = writer {
+        die_with_parent(&mut c, keep);
+    }
     c.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

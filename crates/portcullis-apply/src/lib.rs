@@ -41,6 +41,7 @@ pub mod confirm;
 mod error;
 mod exec;
 pub mod guard;
+pub mod journal;
 pub mod persist;
 mod plan;
 mod verify;

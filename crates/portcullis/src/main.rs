@@ -42,6 +42,11 @@ enum Command {
     /// The detached watchdog of `apply --confirm` (internal)
     #[command(name = "__watchdog", hide = true)]
     Watchdog(cmd::apply::WatchdogArgs),
+    /// The detached guardian of a multi-table apply (internal)
+    #[command(name = "__guardian", hide = true)]
+    Guardian(cmd::apply::GuardianArgs),
+    /// Show an interrupted apply (and repair it), a pending confirm, the last repair
+    Status(cmd::apply::StatusArgs),
     /// Run the seed article's workflow on its built-in example server
     Demo(cmd::demo::Args),
     /// Scan ports with nmap's flags, states and output formats
@@ -81,6 +86,8 @@ fn main() -> ExitCode {
         Command::Save(args) => cmd::apply::run_save(args),
         Command::RestoreBackup(args) => cmd::apply::run_restore_backup(args),
         Command::Watchdog(args) => cmd::apply::run_watchdog(args),
+        Command::Guardian(args) => cmd::apply::run_guardian(args),
+        Command::Status(args) => cmd::apply::run_status(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Trace(args) => cmd::trace::run(args),

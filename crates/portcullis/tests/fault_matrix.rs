@@ -86,7 +86,18 @@ d=$PCL_FAULT_DIR
 # Once only: the confirm watchdog inherits this PATH, and must run the real tools.
 [ -s "$d/fired" ] && exec "$real" "$@"
 bump() { local n; n=$(( $(cat "$d/$1" 2>/dev/null || echo 0) + 1 )); echo "$n" > "$d/$1"; echo "$n"; }
-die() { echo "$1" >> "$d/fired"; kill -9 "$PPID"; exit 137; }
+# The kernel's state at the kill, before any repair can start (the guardian waits for
+# this script too: it holds the guardian's pipe).
+snap() { "/usr/sbin/iptables-$b-save" > "$d/right-after" 2>/dev/null; date +%s%3N > "$d/kill-ms"; }
+# cgroup: the applier's guardian dies too (found by its command line, killed by pid).
+guardian() {
+  local p cmd
+  for p in /proc/[0-9]*; do
+    cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+    case $cmd in *"__guardian "*"--pid $PPID "*) kill -9 "${p#/proc/}" && echo "${p#/proc/}" >> "$d/guardian-killed" ;; esac
+  done
+}
+die() { snap; echo "$1" >> "$d/fired"; kill -9 "$PPID"; exit 137; }
 if [ "$tool" != "iptables-$b-restore" ]; then
   n=$(bump reads)
   [ "$PCL_FAULT" = "read:$n" ] && die "read $n ($tool $*)"
@@ -95,20 +106,24 @@ if [ "$tool" != "iptables-$b-restore" ]; then
 fi
 n=$(bump restores)
 IFS=: read -r kind nth after <<<"$PCL_FAULT"
-case $kind in restore | orphan | orphan-late) ;; *) exec "$real" "$@" ;; esac
+case $kind in restore | orphan | orphan-late | cgroup) ;; *) exec "$real" "$@" ;; esac
 [ "$nth" = "$n" ] || exec "$real" "$@"
 rm -f "$d"/block.*
 awk -v d="$d" '/^\*/ { n++ } n > 0 { print > (d "/block." n) }'
 count=$(ls "$d"/block.* 2>/dev/null | wc -l)
 done=""
-# orphan: only the applier dies; this restore goes on to its end, as iptables-restore
-# does when `kill -9 PID` ends portcullis alone. orphan-late: a restore still running
-# when the confirm watchdog has reverted (one slower than the deadline): it goes on once
-# the watchdog's result file ($PCL_FAULT_RESULT) exists.
-[ "$kind" != restore ] && trap 'echo "$done" > "$d/orphan-done"' EXIT
+# orphan: only the applier dies (`kill -9 PID`); this restore would go on to its end,
+# but it was started with PR_SET_PDEATHSIG(SIGKILL): it dies with the applier, and
+# orphan-done is never written. orphan-late: one that would still run when the confirm
+# watchdog has reverted: it would go on once the watchdog's result file
+# ($PCL_FAULT_RESULT) exists. cgroup: the applier, this restore and the guardian die.
+[ "$kind" = orphan ] || [ "$kind" = orphan-late ] && trap 'echo "$done" > "$d/orphan-done"' EXIT
 for ((j = 1; j <= count; j++)); do
   if [ "$((j - 1))" = "$after" ]; then
-    if [ "$kind" != restore ]; then
+    [ "$kind" = cgroup ] && guardian
+    if [ "$kind" = orphan ] || [ "$kind" = orphan-late ]; then
+      snap
+      echo $$ > "$d/orphan.pid"
       echo "restore $n: applier killed after${done:- no table}" >> "$d/fired"
       kill -9 "$PPID"
       if [ "$kind" = orphan-late ]; then
@@ -121,7 +136,7 @@ for ((j = 1; j <= count; j++)); do
   "$real" "$@" < "$d/block.$j" || exit $?
   done="$done $(head -n1 "$d/block.$j" | tr -d '*')"
 done
-[ "$kind" != restore ] || die "restore $n after$done"
+case $kind in restore | cgroup) die "restore $n after$done" ;; esac
 "#;
 
 /// One row of `docs/reliability.md`.
@@ -132,6 +147,8 @@ struct Row {
     right_after: String,
     outcome: String,
     message: String,
+    /// Milliseconds from the kill to the end of the guardian's repair, when it repaired.
+    window_ms: Option<u128>,
 }
 
 /// A canonical ruleset: table name → its block (chain lines sorted, counters dropped,
@@ -323,7 +340,45 @@ impl Rig {
             right_after: right_after.to_owned(),
             outcome: outcome.to_owned(),
             message: message.to_owned(),
+            window_ms: None,
         }
+    }
+
+    /// The state the injector read at the kill, before any repair could start.
+    fn right_after(&self, fault_dir: &Path, fault: &str) -> String {
+        let text = std::fs::read_to_string(fault_dir.join("right-after"))
+            .unwrap_or_else(|e| panic!("{fault}: the injector read the state at the kill: {e}"));
+        self.classify(&canonical(&text))
+    }
+
+    /// The guardian's last repair in the rig's namespace: (when, in ms since the epoch).
+    fn repaired_at(&self) -> Option<u128> {
+        let text = std::fs::read_to_string(self.key_dir().join("repaired.v4")).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    }
+
+    fn journal_open(&self) -> bool {
+        self.key_dir().join("journal.v4").exists()
+    }
+
+    /// `portcullis status --netns NS` (stdout).
+    fn status(&self) -> String {
+        let mut c = Command::new(BIN);
+        c.args(["status", "--netns", self.ns.name()]);
+        self.env(&mut c);
+        let out = c.output().expect("status runs");
+        assert!(out.status.success(), "status: {}", text_of(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stable wording of a repair message: no namespace name, pid or time.
+    fn stable(&self, msg: &str) -> String {
+        let mut m = msg.replace(self.ns.name(), "NS");
+        while let Some(at) = m.find(", pid ") {
+            let Some(end) = m[at..].find(')') else { break };
+            m.replace_range(at..at + end, "");
+        }
+        m
     }
 
     /// Applies `file`, which the model, iptables-restore or the kernel refuses in the last
@@ -369,82 +424,173 @@ impl Rig {
     fn killed(&self, point: &str, spec: &str, file: &str, confirm: bool) -> Row {
         self.apply_ok("old.rules");
         // A result left by an earlier run would read as this run's (arm removes it too).
-        let _ = std::fs::remove_file(self.key_dir().join("result.v4"));
+        for f in ["result.v4", "repaired.v4"] {
+            let _ = std::fs::remove_file(self.key_dir().join(f));
+        }
         let fault_dir = self.fault_dir();
-        // An orphaned restore runs on after the kill: the deadline leaves it time to end
-        // first (see the finding on the watchdog racing an orphaned nft restore).
-        let secs = if spec.starts_with("orphan:") { "5" } else { "2" };
         let mut args = vec!["apply", file];
         if confirm {
-            args.extend(["--confirm", secs]);
+            args.extend(["--confirm", "2"]);
         }
+        // `output()` returns once the applier and its guardian (which writes to the
+        // applier's stderr) are both done.
         let out = self.faulted(&args, spec, &fault_dir).output().expect("runs");
+        let err = text_of(&out);
         let fired = std::fs::read_to_string(fault_dir.join("fired")).unwrap_or_default();
-        let how = if confirm { format!(" (`--confirm {secs}`)") } else { String::new() };
+        let how = if confirm { " (`--confirm 2`)" } else { "" };
         let fault = format!("SIGKILL {point}{how}");
-        assert!(!fired.is_empty(), "{fault}: the fault never fired: {}", text_of(&out));
-        assert_eq!(out.status.signal(), Some(9), "{fault}: {}", text_of(&out));
+        assert!(!fired.is_empty(), "{fault}: the fault never fired: {err}");
+        assert_eq!(out.status.signal(), Some(9), "{fault}: {err}");
+        let right_after = self.right_after(&fault_dir, &fault);
+        let mut msg = String::from("killed by signal 9");
         if spec.starts_with("orphan") {
-            // The applier is dead; its restore runs on: wait for its end.
-            wait_orphan(&fault_dir);
+            msg.push_str(&orphan_died(&fault_dir, &fault));
         }
-        let right_after = self.classify(&self.tables());
-        let armed = ["pending.v4", "result.v4"].iter().any(|f| self.key_dir().join(f).exists());
-        if confirm && armed {
-            // The watchdog was armed (it may even be done): it restores the backup at the
-            // deadline.
-            let said = self.watchdog_result();
-            let now = self.classify(&self.tables());
-            assert_eq!(said, "reverted", "{fault}: the watchdog's result");
-            assert_eq!(now, "old", "{fault}: after the watchdog");
-            let msg = format!(
-                "killed by signal 9, no message; the watchdog restored the backup at the deadline (result.v4: `{}`)",
-                said
+        let guardian = guardian_said(&err).map(|g| self.stable(&g));
+        let repaired = self.repaired_at();
+        assert_eq!(
+            guardian.is_some(),
+            repaired.is_some(),
+            "{fault}: the guardian says what it did: {err}"
+        );
+        assert!(!self.journal_open(), "{fault}: no journal is left open");
+        if let Some(g) = &guardian {
+            assert!(
+                g.contains("died before it completed")
+                    && g.contains("the old ruleset is in force, complete"),
+                "{fault}: the guardian's message says what happened and which ruleset is in force: {g}"
             );
-            return self.row(&fault, &right_after, &now, &msg);
         }
-        if right_after == "old" || right_after == "new" {
-            let msg = "killed by signal 9, no message; nothing to restore";
-            return self.row(&fault, &right_after, &right_after, msg);
+        let armed =
+            confirm && ["pending.v4", "result.v4"].iter().any(|f| self.key_dir().join(f).exists());
+        match &guardian {
+            Some(g) => msg.push_str(&format!("; the guardian, on the applier's stderr: `{g}`")),
+            None => msg.push_str("; no intent journal was open: the guardian had nothing to do"),
         }
-        // A mix: no process of portcullis is left to repair it. Re-applying a complete
-        // file repairs it: the one meant (`new.rules`), or when that one is refused, the
-        // last good one (re-applying the refused file would roll back to the mix).
-        let repair = if file == "new.rules" { "new.rules" } else { "old.rules" };
-        let out = self.portcullis(&["apply", repair]).output().expect("runs");
-        assert!(out.status.success(), "{fault}: repair: {}", text_of(&out));
+        if armed {
+            // The watchdog was armed: the guardian withdrew its pending confirmation as
+            // reverted, or it restores the backup at the deadline.
+            let said = self.watchdog_result();
+            assert_eq!(said, "reverted", "{fault}: the watchdog's result");
+            if guardian.is_none() {
+                msg.push_str(
+                    "; the watchdog restored the backup at the deadline (result.v4: `reverted`)",
+                );
+            } else {
+                msg.push_str(
+                    "; its pending confirmation ended as reverted (result.v4: `reverted`)",
+                );
+            }
+        }
         let now = self.classify(&self.tables());
-        let want = if repair == "new.rules" { "new" } else { "old" };
-        assert_eq!(now, want, "{fault}: after `portcullis apply {repair}`");
+        if guardian.is_some() || armed {
+            assert_eq!(now, "old", "{fault}: after the repair: {err}");
+        } else {
+            assert_eq!(now, right_after, "{fault}: nothing changed after the kill: {err}");
+        }
+        assert!(now == "old" || now == "new", "{fault}: {now}: {err}");
+        let mut row = self.row(&fault, &right_after, &now, &msg);
+        row.window_ms = repaired.and_then(|at| {
+            let kill: u128 =
+                std::fs::read_to_string(fault_dir.join("kill-ms")).ok()?.trim().parse().ok()?;
+            Some(at.saturating_sub(kill))
+        });
+        row
+    }
+
+    /// The applier, its restore and its guardian all SIGKILLed after 2 table commits (what
+    /// a kill of the whole cgroup does), then `then` (`status`, or `apply new.rules`)
+    /// finds the journal and repairs it before anything else.
+    fn cgroup_killed(&self, then: &str) -> Row {
+        self.apply_ok("old.rules");
+        let _ = std::fs::remove_file(self.key_dir().join("repaired.v4"));
+        let fault_dir = self.fault_dir();
+        let out =
+            self.faulted(&["apply", "new.rules"], "cgroup:1:2", &fault_dir).output().expect("runs");
+        let err = text_of(&out);
+        let fault = format!(
+            "SIGKILL of the applier, its restore and its guardian after 2 table commits (a cgroup kill), then `portcullis {then}`"
+        );
+        assert_eq!(out.status.signal(), Some(9), "{fault}: {err}");
+        assert!(
+            fault_dir.join("guardian-killed").exists(),
+            "{fault}: the guardian was killed: {err}"
+        );
+        let right_after = self.right_after(&fault_dir, &fault);
+        assert!(right_after.starts_with("MIX"), "{fault}: {right_after}");
+        assert_eq!(self.classify(&self.tables()), right_after, "{fault}: nothing repaired it yet");
+        assert!(self.journal_open(), "{fault}: the journal is there");
+        let (said, want) = if then == "status" {
+            let out = self.status();
+            let line = out
+                .lines()
+                .find(|l| l.contains("repaired:"))
+                .unwrap_or_else(|| panic!("{fault}: {out}"));
+            (line.trim().to_owned(), "old")
+        } else {
+            let out = self.portcullis(&["apply", "new.rules"]).output().expect("runs");
+            let err = text_of(&out);
+            assert!(out.status.success(), "{fault}: {err}");
+            let line = err
+                .lines()
+                .find(|l| l.starts_with("note: the apply of"))
+                .unwrap_or_else(|| panic!("{fault}: {err}"));
+            (line.to_owned(), "new")
+        };
+        assert!(
+            said.contains("died before it completed")
+                && said.contains("restored the table(s) raw, mangle, nat, filter"),
+            "{fault}: {said}"
+        );
+        assert!(!self.journal_open(), "{fault}: the journal is gone");
+        let now = self.classify(&self.tables());
+        assert_eq!(now, want, "{fault}");
         let msg = format!(
-            "killed by signal 9, no message, nothing detects the mix; `portcullis apply {repair}` restores {want}"
+            "killed by signal 9, no repair until `portcullis {then}`, which says: `{}`",
+            self.stable(&said)
         );
         self.row(&fault, &right_after, &now, &msg)
     }
 
-    /// The applier killed alone under `--confirm 2` while its restore is slower than
-    /// the deadline: the watchdog reverts, then the orphaned restore commits the rest.
+    /// The applier killed alone under `--confirm 2` with a restore that would outlive
+    /// the deadline: before `PR_SET_PDEATHSIG` the watchdog reverted, then the orphaned
+    /// restore committed the rest. Now the restore dies with the applier.
     fn orphan_outlives_deadline(&self) -> Row {
         self.apply_ok("old.rules");
+        let _ = std::fs::remove_file(self.key_dir().join("repaired.v4"));
         let fault_dir = self.fault_dir();
         let out = self
             .faulted(&["apply", "new.rules", "--confirm", "2"], "orphan-late:1:1", &fault_dir)
             .output()
             .expect("runs");
-        assert_eq!(out.status.signal(), Some(9), "{}", text_of(&out));
+        let err = text_of(&out);
+        let fault = "SIGKILL of the applier alone (`--confirm 2`), its restore meant to outlive the deadline";
+        assert_eq!(out.status.signal(), Some(9), "{err}");
+        let right_after = self.right_after(&fault_dir, fault);
+        let died = orphan_died(&fault_dir, fault);
         let said = self.watchdog_result();
-        wait_orphan(&fault_dir);
-        let right_after = self.classify(&self.tables());
-        let out = self.portcullis(&["apply", "old.rules"]).output().expect("runs");
-        assert!(out.status.success(), "repair: {}", text_of(&out));
+        assert_eq!(said, "reverted", "{fault}: {err}");
+        // Past the deadline: the watchdog has ended, and nothing committed after it.
+        let armed: u32 = std::fs::read_to_string(self.key_dir().join("armed.v4"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .expect("the watchdog's pid");
+        wait_gone(armed, fault);
+        assert!(!fault_dir.join("orphan-done").exists(), "{fault}: the restore never went on");
         let now = self.classify(&self.tables());
-        assert_eq!(now, "old", "after `portcullis apply old.rules`");
+        assert_eq!(now, "old", "{fault}: {err}");
+        let guardian = guardian_said(&err)
+            .map_or_else(|| "no guardian message".to_owned(), |g| self.stable(&g));
         let msg = format!(
-            "killed by signal 9; the watchdog says `{said}` (result.v4) yet the orphaned restore committed the rest after it; `portcullis apply old.rules` restores old"
+            "killed by signal 9{died}; the guardian: `{guardian}`; result.v4 `{said}`; still old after the watchdog ended"
         );
-        let fault =
-            "SIGKILL of the applier alone (`--confirm 2`), its restore outliving the deadline";
-        self.row(fault, &right_after, &now, &msg)
+        let mut row = self.row(fault, &right_after, &now, &msg);
+        row.window_ms = self.repaired_at().and_then(|at| {
+            let kill: u128 =
+                std::fs::read_to_string(fault_dir.join("kill-ms")).ok()?.trim().parse().ok()?;
+            Some(at.saturating_sub(kill))
+        });
+        row
     }
 
     /// SIGHUP to the session of `apply --confirm` once the new ruleset is in force.
@@ -615,14 +761,41 @@ echo "files=$(ls -A "$d" | tr '\n' ' ')"
     }
 }
 
-/// Waits (bounded) until an orphaned restore of the injector has ended.
-fn wait_orphan(fault_dir: &Path) {
-    let done = fault_dir.join("orphan-done");
+/// Whether process `pid` has ended (gone, or a zombie).
+fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// Waits (bounded) until process `pid` has ended.
+fn wait_gone(pid: u32, what: &str) {
     let start = Instant::now();
-    while !done.exists() && start.elapsed() < Duration::from_secs(60) {
+    while !ended(pid) && start.elapsed() < Duration::from_secs(90) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(done.exists(), "the orphaned restore ended");
+    assert!(ended(pid), "{what}: process {pid} ended");
+}
+
+/// The injector's restore, left running when the applier was killed alone, died with it
+/// (`PR_SET_PDEATHSIG`) and committed nothing more.
+fn orphan_died(fault_dir: &Path, fault: &str) -> String {
+    let pid: u32 = std::fs::read_to_string(fault_dir.join("orphan.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{fault}: the restore wrote its pid"));
+    wait_gone(pid, fault);
+    assert!(
+        !fault_dir.join("orphan-done").exists(),
+        "{fault}: the restore died with its applier (its EXIT trap never ran)"
+    );
+    "; its restore died with it (PR_SET_PDEATHSIG), committing no further table".to_owned()
+}
+
+/// What the guardian printed on the applier's stderr, if it repaired.
+fn guardian_said(stderr: &str) -> Option<String> {
+    let l = stderr.lines().find(|l| l.starts_with("portcullis[") && l.contains("]: "))?;
+    Some(l.split_once("]: ")?.1.to_owned())
 }
 
 /// The kill points of one backend: (where, injector spec, file).
@@ -634,9 +807,9 @@ const KILL_POINTS: &[(&str, &str, &str)] = &[
     ("after 3 table commits", "restore:1:3", "new.rules"),
     ("after the 4th (last) table commit", "restore:1:4", "new.rules"),
     ("during the read-back", "readback", "new.rules"),
-    ("of the applier alone, after 1 table commit (its restore goes on)", "orphan:1:1", "new.rules"),
+    ("of the applier alone, after 1 table commit", "orphan:1:1", "new.rules"),
     (
-        "of the applier alone, after 1 table commit (its restore goes on, filter refused)",
+        "of the applier alone, after 1 table commit (filter refused)",
         "orphan:1:1",
         "bad-kernel.rules",
     ),
@@ -644,11 +817,7 @@ const KILL_POINTS: &[(&str, &str, &str)] = &[
     ("during the rollback, after 1 table", "restore:2:1", "bad-kernel.rules"),
     ("during the rollback, after 2 tables", "restore:2:2", "bad-kernel.rules"),
     ("after the rollback's 3 tables", "restore:2:3", "bad-kernel.rules"),
-    (
-        "of the applier alone during the rollback, after 1 table (the rollback goes on)",
-        "orphan:2:1",
-        "bad-kernel.rules",
-    ),
+    ("of the applier alone during the rollback, after 1 table", "orphan:2:1", "bad-kernel.rules"),
 ];
 
 fn backend_rows(backend: &'static str) -> Vec<Row> {
@@ -678,6 +847,8 @@ fn backend_rows(backend: &'static str) -> Vec<Row> {
     // Legacy too: observed, iptables-legacy-restore does not hold the xtables lock between
     // tables (a `flock -n` succeeds while it waits for its next table).
     rows.push(rig.orphan_outlives_deadline());
+    rows.push(rig.cgroup_killed("status"));
+    rows.push(rig.cgroup_killed("apply new.rules"));
     rows.push(rig.hangup());
     if backend == "legacy" {
         rows.push(rig.lock_held());
@@ -704,47 +875,68 @@ fn render(rows: &[Row]) -> String {
          (portcullis) at the chosen invocation, and feeds an interrupted restore to the real\n\
          tool one table at a time, so the kill lands after exactly K table commits (what a kill\n\
          of the whole process group does, e.g. systemd stopping the unit); \"of the applier\n\
-         alone\" kills only portcullis and lets its restore run to its end (`kill -9 PID`).\n\n\
-         \"Right after\" is the state the moment the fault ends; \"Final\" is the state after the\n\
-         recovery the message column names (the test asserts it).\n\n",
+         alone\" kills only portcullis (`kill -9 PID`): its restore would run on, but it was\n\
+         started with `PR_SET_PDEATHSIG` and dies with it; \"a cgroup kill\" kills the\n\
+         guardian too.\n\n\
+         \"Right after\" is the state at the moment of the kill, read by the script before it\n\
+         kills (nothing can repair before: the guardian waits until the applier and its restore\n\
+         are gone). \"Final\" is the state once the applier's command has returned (the\n\
+         guardian shares its stderr, so that is after the guardian's repair) and, with\n\
+         `--confirm`, once the watchdog has given its result, with no command run by hand; the\n\
+         message column says what restored it (the test asserts it).\n\n",
     );
     let mixed: Vec<&Row> = rows.iter().filter(|r| r.right_after.starts_with("MIX")).collect();
+    let final_mix = rows.iter().filter(|r| r.outcome != "old" && r.outcome != "new").count();
+    let guardian = rows.iter().filter(|r| r.message.contains("the guardian, on")).count();
+    let by_next = rows.iter().filter(|r| r.message.contains("no repair until")).count();
     let watchdog = rows.iter().filter(|r| r.message.contains("the watchdog restored")).count();
+    let mut windows: Vec<u128> = rows.iter().filter_map(|r| r.window_ms).collect();
+    windows.sort_unstable();
     let _ = writeln!(
         s,
-        "{} rows; every final state is old or new (asserted). {} left a mix of tables right \
-         after the fault; {} ended in the old ruleset through the confirm watchdog.\n",
+        "{} rows; every final state is old or new (asserted), {final_mix} final mixes, none \
+         repaired by hand. {} left a mix of tables at the moment of the fault; the guardian \
+         repaired {guardian} kills on its own, `portcullis status` or the next apply the {by_next} \
+         whose guardian was killed too; {watchdog} ended in the old ruleset through the confirm \
+         watchdog alone.\n",
         rows.len(),
         mixed.len(),
-        watchdog
     );
-    if mixed.iter().any(|r| !r.fault.contains("--confirm")) {
-        s.push_str(
-            "**Finding.** A plain `portcullis apply` (no `--confirm`) killed together with its \
-             restore between two table commits, or between a refused table and the end of its \
-             rollback, leaves tables of two rulesets in force: the kernel commits per table and \
-             the rollback runs in the applying process. The user sees only that the command was \
-             killed; nothing reports the mix afterwards. A `kill -9` of the applier alone does \
-             the same when its file's last table is refused: the orphaned iptables-restore \
-             commits the tables before it, fails, and no process is left to roll back. Re-applying a complete file repairs it \
-             (asserted: the file meant, or the last good one when the meant one is refused; \
-             re-applying a refused file would roll back to the mix). With `--confirm` the \
-             watchdog, armed before the first commit, restores the old ruleset at every kill point \
-             after it (but see the next finding). A fix to consider in the applier: an intent journal (the snapshot and the \
-             applier's pid, written before the restore, removed after it or after the rollback) \
-             that the next `apply` or `status` reports, with a command that puts the snapshot \
-             back.\n\n\
-             **Finding (reproduced: `its restore outliving the deadline`).** The watchdog's revert \
-             takes portcullis' apply lock, which an orphaned restore (applier killed alone) does \
-             not hold, and no xtables lock keeps them apart: nft takes none, and \
-             iptables-legacy-restore does not hold it between tables. When the deadline passes \
-             while an orphaned restore still runs (a large ruleset, a short `--confirm`), the \
-             watchdog restores the backup, writes `reverted`, and the orphan then commits its \
-             remaining tables: a mix, while the result file says reverted. A fix: start the \
-             restore with `PR_SET_PDEATHSIG` (it dies with the applier, the case the watchdog \
-             already repairs), or record its pid for the watchdog to wait on.\n\n",
+    if let (Some(lo), Some(hi)) = (windows.first(), windows.last()) {
+        let mid = windows[windows.len() / 2];
+        let _ = writeln!(
+            s,
+            "**A transient mix remains, and how long it lasts.** The kernel commits per table, so \
+             a kill between two commits leaves a mix until the guardian has restored the \
+             journaled snapshot: from the kill to the end of the repair {lo}–{hi} ms in this run \
+             (median {mid} ms, {} repairs; the guardian waits for the pipe's end, takes the apply \
+             lock, and runs one iptables-restore of the old tables). With the guardian killed \
+             too, the mix lasts until the next `portcullis apply` or `portcullis status` in that \
+             namespace, which repairs it before anything else and says so.\n",
+            windows.len()
         );
     }
+    s.push_str(
+        "**Fixed: a killed apply left a mix that nothing reported.** Before, a plain \
+         `portcullis apply` killed between two table commits, or during its rollback, left \
+         tables of two rulesets in force and no message (30 MIX rows, each repaired only by \
+         re-applying by hand). Now an apply of more than one table first writes an intent \
+         journal (the old content of every table it writes, its pid and start time, durably) \
+         and starts a guardian process in its own process group that holds one end of a pipe \
+         only the applier and its restore hold; when the pipe ends with the journal still \
+         there, the guardian takes the apply lock and restores the journal: the final state \
+         is the old ruleset, and the guardian says so on the applier's stderr and in \
+         `repaired.v4`. The journal is removed once the restore has committed every table \
+         (a kill during the read-back keeps the new ruleset) or once a rollback completed. A \
+         kill after the last table's commit but before the applier saw its restore end is \
+         repaired to the old ruleset too: the apply had not completed.\n\n\
+         **Fixed: an orphaned restore committing after the watchdog's revert.** Every \
+         iptables-restore portcullis starts now has `PR_SET_PDEATHSIG(SIGKILL)`: killed alone, \
+         the applier takes its restore with it (the rows \"of the applier alone\" assert the \
+         restore ended without running its EXIT trap), and the guardian, whose pipe the \
+         restore also holds, repairs only once it is gone. Before, in `its restore outliving \
+         the deadline`, the watchdog reverted and the orphan then committed the rest.\n\n",
+    );
     s.push_str(
         "| Fault | Backend | Right after | Final | What the user sees / what restores it |\n\
          |---|---|---|---|---|\n",

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use portcullis_apply::confirm::{self, Outcome};
+use portcullis_apply::journal::{self, RepairOutcome};
 use portcullis_apply::{
     Applied, ApplyError, ApplyOptions, Target, detect_backend, ensure_single_backend, persist,
     revert,
@@ -99,13 +100,23 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
             portcullis_apply::prepare(rs, &target, &opts)
         };
         let prepared = match prepared {
-            Ok(p) => p,
+            Ok(p) if args.dry_run => p,
+            Ok(p) => {
+                let exe = std::env::current_exe()
+                    .context("cannot find the portcullis binary for the guardian")?;
+                let mut p = p.with_guardian(&exe);
+                p.label = format!("{} ({} rules)", loaded.name, rs.rule_count());
+                p
+            }
             Err(e) => {
                 print_error(&e, &loaded.name, &loaded.text);
                 undo(&done);
                 return Ok(ExitCode::from(1));
             }
         };
+        if let Some(r) = &prepared.repaired {
+            eprintln!("note: {r}");
+        }
         eprint!("{}", prepared.guard);
         if args.dry_run {
             print!("{}", prepared.plan);
@@ -197,6 +208,78 @@ fn undo(done: &[(Target, Applied)]) {
             Err(e) => eprintln!("error: restoring the {:?} ruleset failed: {e}", t.family),
         }
     }
+}
+
+/// The detached guardian of a multi-table apply (internal).
+#[derive(Debug, clap::Args)]
+pub(crate) struct GuardianArgs {
+    #[arg(long)]
+    key: String,
+    #[arg(long)]
+    family: String,
+    #[arg(long)]
+    pid: u32,
+    #[arg(long)]
+    start: u64,
+}
+
+pub(crate) fn run_guardian(args: GuardianArgs) -> Result<ExitCode> {
+    let family = if args.family == "v6" { Family::V6 } else { Family::V4 };
+    let Some(repair) = journal::guardian_main(&args.key, family, args.pid, args.start) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    // The applier's stderr: its terminal, or the journal of the unit that ran it.
+    eprintln!("portcullis[{}]: {repair}", std::process::id());
+    Ok(match repair.outcome {
+        RepairOutcome::Failed(_) => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// Show what portcullis knows of a namespace: an apply that died mid-apply (repaired on
+/// the spot), the last repair, a pending confirmation, the record of the last apply.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    /// The network namespace; default the current one.
+    #[arg(long, value_name = "NAME")]
+    netns: Option<String>,
+}
+
+pub(crate) fn run_status(args: StatusArgs) -> Result<ExitCode> {
+    let netns = args.netns.as_deref();
+    let place = netns.map_or("the current namespace".to_owned(), |n| format!("namespace {n}"));
+    let mut code = ExitCode::SUCCESS;
+    println!("{place}:");
+    for family in [Family::V4, Family::V6] {
+        match journal::recover_locked(netns, family, "portcullis status", Duration::from_secs(2)) {
+            Ok(Some(r)) => {
+                println!("  {family:?}: repaired: {r}");
+                if matches!(r.outcome, RepairOutcome::Failed(_)) {
+                    code = ExitCode::from(1);
+                }
+            }
+            Ok(None) => println!("  {family:?}: no apply interrupted (no intent journal)"),
+            Err(ApplyError::Busy(_)) => {
+                let who = journal::read(netns, family)
+                    .map_or(String::new(), |r| format!(" (pid {}: {})", r.pid, r.what));
+                println!("  {family:?}: an apply is in progress{who}");
+            }
+            Err(e) => {
+                println!("  {family:?}: error: {e}");
+                code = ExitCode::from(1);
+            }
+        }
+        if let Some((ms, msg)) = journal::last_repair(netns, family) {
+            println!("  {family:?}: last repair at {}: {msg}", journal::format_utc(ms));
+        }
+        if let Some(p) = confirm::pending(netns, family) {
+            println!(
+                "  {family:?}: confirm-or-revert pending: the old ruleset comes back at {} unless `portcullis confirm` runs",
+                journal::format_utc(p.deadline_ms)
+            );
+        }
+    }
+    Ok(code)
 }
 
 /// Confirm a pending `apply --confirm` (run it over a new connection).
