@@ -6,9 +6,10 @@
 //! netfilter INPUT chain, so a scanner behind `INPUT DROP` still gets every answer.
 //! Checksums of replies are not checked (veth delivers them unfinished); replies are
 //! validated by address, ports and the SYN cookie instead. Every wait has a deadline: the
-//! receiver polls with a 20 ms timeout and stops within that of the scan's end.
+//! receiver `poll`s the socket together with a wake-up pipe (and a 200 ms timeout), so it
+//! stops as soon as the scan ends instead of at its next receive timeout.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -25,7 +26,8 @@ use crate::state::ScanType;
 const ETH_P_ALL: u16 = 0x0003;
 const SOL_PACKET: i32 = 263;
 const PACKET_IGNORE_OUTGOING: i32 = 23;
-const RECV_POLL: Duration = Duration::from_millis(20);
+/// Upper bound of one receiver wait; the wake-up pipe normally ends it much sooner.
+const RECV_POLL: Duration = Duration::from_millis(200);
 
 /// The address this host sends from towards `dst` (a route lookup; nothing is sent).
 pub fn source_for(dst: IpAddr) -> io::Result<IpAddr> {
@@ -109,7 +111,7 @@ fn open_receiver() -> io::Result<Socket> {
     {
         s.set_recv_buffer_size(8 << 20)?;
     }
-    s.set_read_timeout(Some(RECV_POLL))?;
+    s.set_nonblocking(true)?;
     Ok(s)
 }
 
@@ -125,6 +127,8 @@ pub fn run(
     let senders = Senders::open(engine.scan_type(), need_v4, need_v6)
         .or_else(|_| Senders::open(engine.scan_type(), true, false))?;
     let stop = Arc::new(AtomicBool::new(false));
+    // Writing to `wake_tx` ends the receiver's current wait at once.
+    let (mut wake_tx, wake_rx) = std::os::unix::net::UnixStream::pair()?;
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let receiver = {
         let stop = Arc::clone(&stop);
@@ -142,13 +146,14 @@ pub fn run(
                             break;
                         }
                     }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock
-                                | io::ErrorKind::TimedOut
-                                | io::ErrorKind::Interrupted
-                        ) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let (_, woken) =
+                            crate::sys::poll_readable(sock.as_fd(), wake_rx.as_fd(), RECV_POLL)?;
+                        if woken {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -194,6 +199,7 @@ pub fn run(
         }
     })();
     stop.store(true, Ordering::Relaxed);
+    let _ = wake_tx.write_all(&[1]);
     let rx_result = receiver.join().map_err(|_| io::Error::other("receiver thread panicked"))?;
     result?;
     rx_result?;

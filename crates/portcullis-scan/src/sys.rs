@@ -105,3 +105,26 @@ fn offender(sa: *const libc::sockaddr, v6: bool) -> Option<std::net::IpAddr> {
             .then(|| std::net::Ipv4Addr::from(u32::from_be(s.sin_addr.s_addr)).into())
     }
 }
+
+/// Waits until `a` or `b` is readable or `timeout` passes (`poll(2)`); returns whether
+/// each is readable. EINTR counts as a timeout.
+pub(crate) fn poll_readable(
+    a: BorrowedFd<'_>,
+    b: BorrowedFd<'_>,
+    timeout: std::time::Duration,
+) -> io::Result<(bool, bool)> {
+    let mut fds = [
+        libc::pollfd { fd: a.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: b.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+    ];
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: `fds` is a live array of two pollfd values and its length is passed; both
+    // descriptors stay open for the duration of the borrows.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok((false, false)) } else { Err(e) };
+    }
+    let ready = |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0;
+    Ok((ready(&fds[0]), ready(&fds[1])))
+}
