@@ -14,41 +14,63 @@ const SERVICES: &str = include_str!("nmap-services.tsv");
 struct Services {
     names: HashMap<(Protocol, u16), &'static str>,
     by_name: HashMap<&'static str, Vec<(Protocol, u16)>>,
-    /// Ports per protocol sorted by descending open frequency (ties: lower port first).
-    ranked: HashMap<Protocol, Vec<u16>>,
 }
 
+/// The table's lines: (name, port, protocol, open frequency).
+fn entries() -> impl Iterator<Item = (&'static str, u16, Protocol, &'static str)> {
+    SERVICES.lines().filter(|l| !l.starts_with('#')).filter_map(|line| {
+        let mut f = line.split('\t');
+        let (name, pp, fr) = (f.next()?, f.next()?, f.next()?);
+        let (port, proto) = pp.split_once('/')?;
+        let port = port.parse::<u16>().ok()?;
+        let proto = match proto {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            _ => return None,
+        };
+        Some((name, port, proto, fr))
+    })
+}
+
+/// Names, built on first use. A scan needs them only for its output, so the CLI builds
+/// them on another thread while the scan waits for answers.
 fn services() -> &'static Services {
     static S: OnceLock<Services> = OnceLock::new();
     S.get_or_init(|| {
         let mut names = HashMap::new();
         let mut by_name: HashMap<&'static str, Vec<(Protocol, u16)>> = HashMap::new();
-        let mut freq: HashMap<Protocol, Vec<(f64, u16)>> = HashMap::new();
-        for line in SERVICES.lines().filter(|l| !l.starts_with('#')) {
-            let mut f = line.split('\t');
-            let (Some(name), Some(pp), Some(fr)) = (f.next(), f.next(), f.next()) else {
-                continue;
-            };
-            let Some((port, proto)) = pp.split_once('/') else { continue };
-            let Ok(port) = port.parse::<u16>() else { continue };
-            let proto = match proto {
-                "tcp" => Protocol::Tcp,
-                "udp" => Protocol::Udp,
-                _ => continue,
-            };
+        for (name, port, proto, _) in entries() {
             names.entry((proto, port)).or_insert(name);
             by_name.entry(name).or_default().push((proto, port));
-            freq.entry(proto).or_default().push((fr.parse().unwrap_or(0.0), port));
         }
-        let ranked = freq
-            .into_iter()
-            .map(|(p, mut v)| {
-                v.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                (p, v.into_iter().map(|(_, port)| port).collect())
-            })
-            .collect();
-        Services { names, by_name, ranked }
+        Services { names, by_name }
     })
+}
+
+/// Ports of `protocol` sorted by descending open frequency (ties: lower port first), built
+/// on first use, without the name maps: `-F` and `--top-ports` need only this before the
+/// scan starts.
+fn ranked(protocol: Protocol) -> &'static [u16] {
+    static TCP: OnceLock<Vec<u16>> = OnceLock::new();
+    static UDP: OnceLock<Vec<u16>> = OnceLock::new();
+    let cell = match protocol {
+        Protocol::Tcp => &TCP,
+        Protocol::Udp => &UDP,
+    };
+    cell.get_or_init(|| {
+        let mut v: Vec<(f64, u16)> = entries()
+            .filter(|e| e.2 == protocol)
+            .map(|(_, port, _, fr)| (fr.parse().unwrap_or(0.0), port))
+            .collect();
+        v.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        v.into_iter().map(|(_, port)| port).collect()
+    })
+}
+
+/// Builds the name tables now (e.g. on a spare thread while a scan runs), so that
+/// writing the results does not wait for them.
+pub fn warm_up_names() {
+    let _ = services();
 }
 
 /// nmap's service name for a port, if the table has one.
@@ -59,11 +81,7 @@ pub fn service_name(protocol: Protocol, port: u16) -> Option<&'static str> {
 /// The `n` most frequently open ports of `protocol` by nmap-services frequency (nmap's
 /// `--top-ports`; `-F` is 100), in ascending order.
 pub fn top_ports(protocol: Protocol, n: usize) -> Vec<u16> {
-    let mut v: Vec<u16> = services()
-        .ranked
-        .get(&protocol)
-        .map(|r| r.iter().take(n).copied().collect())
-        .unwrap_or_default();
+    let mut v: Vec<u16> = ranked(protocol).iter().take(n).copied().collect();
     v.sort_unstable();
     v
 }

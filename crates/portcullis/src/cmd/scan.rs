@@ -326,6 +326,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let opts = OutputOptions { reason: parsed.reason, open_only: parsed.open };
     let start_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let started = Instant::now();
+    // Service names are needed only for the output: build them while the scan waits.
+    let names = std::thread::spawn(portcullis_scan::ports::warm_up_names);
     let mut progress = ProgressLine::new(started);
     let mut reports: Vec<ScanReport> = Vec::new();
     for scan_type in types {
@@ -340,6 +342,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
         reports.push(report);
     }
     progress.finish();
+    let _ = names.join();
     if reports.is_empty() {
         bail!("no ports to scan");
     }
