@@ -11,7 +11,10 @@
 //! [`Engine::finish`] gives the [`ScanReport`].
 //!
 //! Schedule. The scan runs in passes. Pass 1 probes every (host, port) once, in a random
-//! order. Each later pass probes the ports still silent once more, so a port that never
+//! order; when more than [`COMMON_PORTS`] ports are scanned, nmap's [`COMMON_PORTS`] most
+//! common ones go first (as nmap moves "commonly accessible ports" to the front), so the
+//! ICMP errors of REJECTed services, which start the refill clock below, come in the first
+//! milliseconds of a long pass instead of at a random point of it. Each later pass probes the ports still silent once more, so a port that never
 //! answers gets exactly two probes, as from nmap on a loss-free link. A target's kernel
 //! rate-limits ICMP errors (1/s per peer, burst 6), so a REJECTed port can look silent:
 //! with [`Timing::icmp_refill_pass`] (the default) pass 2 and later start at least one
@@ -43,8 +46,15 @@ pub const SPORT_SPAN: u16 = 64;
 pub const SPORT_MIN: u16 = 61_000;
 /// At most this many passes over silent ports (the first included).
 pub const MAX_PASSES: u8 = 32;
-/// Extra wait on top of the ICMP limiter's one second, for timer granularity.
-const REFILL_MARGIN: Duration = Duration::from_millis(30);
+/// Extra wait on top of the ICMP limiter's one second. The limiter counts jiffies
+/// (net/ipv4/inetpeer.c `inet_peer_xrlim_allow`): a probe that reaches the target at least
+/// one second after the consumption that emptied the bucket finds a token, and the
+/// consumption happened before its ICMP error reached us, so one second after that arrival
+/// is already enough; the margin covers a jiffies counter lagging real time by a tick
+/// (10 ms at HZ=100) and clock drift.
+const REFILL_MARGIN: Duration = Duration::from_millis(15);
+/// With more ports than this, pass 1 probes nmap's this many most common ports first.
+pub const COMMON_PORTS: usize = 1000;
 
 /// One target host and the address the scanner sends from towards it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +284,11 @@ pub struct Engine {
     order: Feistel,
     /// Position in `order`'s domain.
     cursor: u64,
+    /// Pass 1 with a common-ports bitmap (one bit per port number) walks `order` twice:
+    /// common ports in sweep 0, the others in sweep 1. `None`: one sweep.
+    common: Option<Vec<u64>>,
+    /// Which sweep of pass 1 is running (0 or 1).
+    sweep: u8,
     /// Probes awaiting an answer, in send order: (sent at, task).
     outstanding: VecDeque<(Duration, u32)>,
     /// Send time and position in its pass's order of each (task, try) probe, while it is
@@ -336,6 +351,13 @@ impl Engine {
         let span = u64::from(u16::MAX - SPORT_MIN - SPORT_SPAN);
         let sport_base = SPORT_MIN + (rng.next() % span) as u16;
         let order = Feistel::new(n, &mut rng);
+        let common = (ports.len() > COMMON_PORTS).then(|| {
+            let mut bits = vec![0u64; 1024];
+            for p in crate::ports::top_ports(cfg.scan_type.protocol(), COMMON_PORTS) {
+                bits[usize::from(p) / 64] |= 1 << (p % 64);
+            }
+            bits
+        });
         Ok(Self {
             scan_type: cfg.scan_type,
             timing: cfg.timing,
@@ -352,6 +374,8 @@ impl Engine {
             answers: HashMap::new(),
             order,
             cursor: 0,
+            common,
+            sweep: 0,
             outstanding: VecDeque::new(),
             sent_at: HashMap::new(),
             expired: VecDeque::new(),
@@ -454,18 +478,51 @@ impl Engine {
         if self.done || now < self.next_send || now < self.pass_start {
             return None;
         }
-        while self.cursor < self.order.domain() {
-            let x = self.order.permute(self.cursor);
-            self.cursor += 1;
-            if let Ok(task) = u32::try_from(x)
-                && task < self.tasks
-                && !self.is_answered(task)
-            {
-                return Some(self.make_probe(task, now));
+        loop {
+            while self.cursor < self.order.domain() {
+                let x = self.order.permute(self.cursor);
+                self.cursor += 1;
+                if let Ok(task) = u32::try_from(x)
+                    && task < self.tasks
+                    && !self.is_answered(task)
+                    && self.in_sweep(task)
+                {
+                    return Some(self.make_probe(task, now));
+                }
+            }
+            if !self.next_sweep() {
+                break;
             }
         }
         self.advance(now);
         None
+    }
+
+    /// Whether `task` belongs to the running sweep of pass 1 (always, without sweeps).
+    fn in_sweep(&self, task: u32) -> bool {
+        let Some(bits) = &self.common else { return true };
+        if self.pass != 1 {
+            return true;
+        }
+        let port = self.ports[self.host_port(task).1];
+        let common = bits[usize::from(port) / 64] & (1 << (port % 64)) != 0;
+        common == (self.sweep == 0)
+    }
+
+    /// Starts pass 1's second sweep; false when there is none.
+    fn next_sweep(&mut self) -> bool {
+        if self.pass == 1 && self.common.is_some() && self.sweep == 0 {
+            self.sweep = 1;
+            self.cursor = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Whether the current pass still has probes to send.
+    fn sending(&self) -> bool {
+        self.cursor < self.order.domain()
+            || (self.pass == 1 && self.common.is_some() && self.sweep == 0)
     }
 
     /// Ends a pass when nothing is left to send or wait for, and starts the next one or
@@ -492,7 +549,7 @@ impl Engine {
             self.expired.pop_front();
             self.sent_at.remove(&(task, tryno));
         }
-        if self.cursor < self.order.domain() || !self.outstanding.is_empty() {
+        if self.sending() || !self.outstanding.is_empty() {
             return;
         }
         self.prune_proven_silent();
@@ -557,7 +614,7 @@ impl Engine {
             return None;
         }
         let mut next = self.outstanding.front().map(|&(sent, task)| self.due(sent, task));
-        if self.cursor < self.order.domain() {
+        if self.sending() {
             let start = self.next_send.max(self.pass_start);
             next = Some(next.map_or(start, |n| n.min(start)));
         }

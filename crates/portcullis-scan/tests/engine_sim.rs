@@ -285,3 +285,32 @@ fn answers_slower_than_the_initial_timeout_count() {
         }
     }
 }
+
+#[test]
+fn common_ports_go_first_in_a_long_first_pass() {
+    let ports: Vec<u16> = (1..=5000).collect();
+    let mut e = engine(ScanType::Syn, ports.clone(), 11);
+    let common: std::collections::HashSet<u16> =
+        top_ports(Protocol::Tcp, portcullis_scan::engine::COMMON_PORTS)
+            .into_iter()
+            .filter(|p| ports.contains(p))
+            .collect();
+    let mut order = Vec::new();
+    while let Some(p) = e.poll_transmit(Duration::ZERO) {
+        order.push(p.dst_port);
+    }
+    assert_eq!(order.len(), 5000, "pass 1 probes every port once");
+    let (head, tail) = order.split_at(common.len());
+    assert!(head.iter().all(|p| common.contains(p)), "common ports first");
+    assert!(tail.iter().all(|p| !common.contains(p)));
+    // Still shuffled within each group.
+    assert!(head.windows(2).any(|w| w[0] > w[1]));
+    assert!(tail.windows(2).any(|w| w[0] > w[1]));
+    // A short port list keeps one random sweep.
+    let mut e = engine(ScanType::Syn, (1..=1000).collect(), 11);
+    let mut n = 0;
+    while e.poll_transmit(Duration::ZERO).is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 1000);
+}
