@@ -10,7 +10,10 @@
 //!
 //! Options: `--runs N`, `--quick` (3 runs), `--no-nmap`, `--only NAME` (substring of a
 //! row name), `--portcullis PATH` (use that binary instead of building one), `--rest SECS`
-//! (pause between runs so the target's ICMP bucket refills: 6 s fills it).
+//! (pause between runs so the target's ICMP bucket refills: 6 s fills it), `--hold SECS`
+//! (build the rig, print the scanner namespace and target address, keep them SECS seconds
+//! for profiling by hand, e.g. `ip netns exec NS strace -c portcullis scan ...`, then
+//! remove them; nothing is benchmarked).
 
 use std::io::Write as _;
 use std::net::{TcpListener, UdpSocket};
@@ -279,6 +282,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut only: Option<String> = None;
     let mut prebuilt: Option<PathBuf> = None;
     let mut rest = Duration::ZERO;
+    let mut hold: Option<Duration> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -289,11 +293,25 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             "--only" => only = Some(it.next().context("--only NAME")?.clone()),
             "--portcullis" => prebuilt = Some(it.next().context("--portcullis PATH")?.into()),
             "--rest" => rest = Duration::from_secs_f64(it.next().context("--rest SECS")?.parse()?),
+            "--hold" => {
+                hold = Some(Duration::from_secs_f64(it.next().context("--hold SECS")?.parse()?))
+            }
             other => bail!("unknown argument {other:?}"),
         }
     }
     if let Some(why) = portcullis_netns::missing_prerequisite(&["iptables-restore"]) {
         bail!("bench scan needs the namespace rig: {why}");
+    }
+    if let Some(hold) = hold {
+        let dir = std::env::temp_dir().join(format!("pcl-bench-scan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let rig = rig(&dir)?;
+        println!("scanner namespace {} target {}", rig.scanner.name(), rig.target_ip);
+        std::io::stdout().flush()?;
+        std::thread::sleep(hold);
+        drop(rig);
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
     }
     nmap &= Command::new("nmap").arg("--version").output().is_ok();
     let bin = match prebuilt {
