@@ -57,5 +57,5 @@ pub use crate::{
     names::{Backend, ChainName, Family, Policy, TableName, is_target_name},
     rule::{Action, Counters, Match, Negatable, Opt, Origin, Rule, Target},
     ruleset::{Chain, Ruleset, Table},
-    validate::validate,
+    validate::{RuleFacts, TableCheck, rule_facts, validate},
 };

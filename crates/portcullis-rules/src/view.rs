@@ -1349,11 +1349,11 @@ impl Target {
                     plain(o)?;
                     match o.name.as_str() {
                         n if n == to_name || n == "to" => {
-                            let opt = format!("--{to_name}");
+                            let opt = if t == "DNAT" { "--to-destination" } else { "--to-source" };
                             if !v.to.is_empty() {
                                 return Err(twice(t, to_name));
                             }
-                            v.to.push(NatRange::parse(one(o)?, &opt, family)?);
+                            v.to.push(NatRange::parse(one(o)?, opt, family)?);
                         }
                         "random" => flag(o).map(|()| v.random = true)?,
                         "random-fully" => flag(o).map(|()| v.random_fully = true)?,

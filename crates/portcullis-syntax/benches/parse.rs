@@ -2,6 +2,10 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+// The allocator of the `portcullis` binary, so that the figures are the command's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // The one kube-proxy-scale generator of the workspace, shared with `cargo xtask bench`.
 #[allow(dead_code, unused_imports, reason = "the bench uses part of the generator")]
 #[path = "../../../xtask/src/kube_gen.rs"]
@@ -20,6 +24,10 @@ fn bench(c: &mut Criterion) {
             let rs = portcullis_syntax::parse_save(&text).expect("generated dump parses");
             portcullis_rules::validate(&rs)
         });
+    });
+    g.bench_function("kube_10000_validate_save", |b| {
+        // What `portcullis check` runs on a save file: one streaming pass, no model.
+        b.iter(|| portcullis_syntax::validate_save(&text).expect("generated dump is valid"));
     });
     g.finish();
 }

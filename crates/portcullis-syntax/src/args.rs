@@ -1,6 +1,7 @@
 //! One iptables command line, already tokenized, into a [`Command`]: what `iptables`
 //! does with its argv and what iptables-restore does with each line of a table block.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 
 use portcullis_rules::{
@@ -119,20 +120,21 @@ impl<'a, 'b> P<'a, 'b> {
         self.toks.get(self.i)
     }
 
-    /// The next token as a required argument of `opt`.
-    fn arg(&mut self, opt: &str, glued: Option<String>) -> Result<(String, usize), ArgError> {
+    /// The next token as a required argument of `opt` (borrowed from the line when it
+    /// can be: most arguments are parsed, not kept).
+    fn arg(&mut self, opt: &str, glued: Option<String>) -> Result<(Cow<'b, str>, usize), ArgError> {
         if let Some(g) = glued {
             // `-j-x` means `-j -x`, and a value that reads as an option is refused in
             // both spellings (else `-j-x` would print as `-j -x`, which does not parse).
             if g.len() > 1 && g.starts_with('-') {
                 return Err((self.i - 1, ParseErrorKind::MissingArgument(opt.to_owned())));
             }
-            return Ok((g, self.i - 1));
+            return Ok((Cow::Owned(g), self.i - 1));
         }
         match self.toks.get(self.i) {
             Some(t) if !is_option_token(t) => {
                 self.i += 1;
-                Ok((t.text.to_string(), self.i - 1))
+                Ok((t.text.clone(), self.i - 1))
             }
             _ => {
                 Err((self.i.min(self.toks.len()), ParseErrorKind::MissingArgument(opt.to_owned())))
@@ -141,14 +143,14 @@ impl<'a, 'b> P<'a, 'b> {
     }
 
     /// The next token when it is a plain word (for optional arguments).
-    fn optional(&mut self, glued: Option<String>) -> Option<(String, usize)> {
+    fn optional(&mut self, glued: Option<String>) -> Option<(Cow<'b, str>, usize)> {
         if let Some(g) = glued {
-            return Some((g, self.i - 1));
+            return Some((Cow::Owned(g), self.i - 1));
         }
         match self.toks.get(self.i) {
             Some(t) if !is_option_token(t) && !is_bang(t) => {
                 self.i += 1;
-                Some((t.text.to_string(), self.i - 1))
+                Some((t.text.clone(), self.i - 1))
             }
             _ => None,
         }
@@ -194,10 +196,13 @@ fn parse_counters(p: &str, b: &str, at: usize) -> Result<Counters, ArgError> {
 pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed, ArgError> {
     let mut p = P { toks, i: 0 };
     let mut cmd: Option<(Cmd, usize)> = None;
-    let mut cmd_args: Vec<(String, usize)> = Vec::new();
+    let mut cmd_args: Vec<(Cow<'_, str>, usize)> = Vec::with_capacity(2);
     let mut table = None;
     let mut family = None;
     let mut rule = Rule::default();
+    // Sized from the tokens, so that the rule needs no reallocation to be kept.
+    let modules = toks.iter().filter(|t| !t.quoted && matches!(&*t.text, "-m" | "--match")).count();
+    rule.matches = Vec::with_capacity(modules);
     let mut ctx = Ctx::None;
     let mut neg: Option<usize> = None;
     let mut policy_counters = None;
@@ -363,7 +368,9 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
             'm' => {
                 let (v, vi) = p.arg("-m", glued)?;
                 extension_name(&v, vi, false)?;
-                rule.matches.push(Match::new(&v));
+                let mut m = Match::new(&v);
+                m.opts = Vec::with_capacity(options_ahead(p.toks, p.i));
+                rule.matches.push(m);
                 ctx = Ctx::Match(rule.matches.len() - 1);
             }
             'j' => {
@@ -372,7 +379,9 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
                 if rule.action.is_some() {
                     return Err((at, ParseErrorKind::BadArgument(text.to_owned())));
                 }
-                rule.action = Some(Action::Jump(Target::new(&v)));
+                let mut t = Target::new(&v);
+                t.opts = Vec::with_capacity(options_ahead(p.toks, p.i));
+                rule.action = Some(Action::Jump(t));
                 ctx = Ctx::Target;
             }
             'g' => {
@@ -413,7 +422,7 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
         return Err((0, ParseErrorKind::NoCommand));
     };
     let has_rule = rule != Rule { counters: rule.counters, ..Rule::default() };
-    let arg = |k: usize| cmd_args.get(k).cloned();
+    let arg = |k: usize| cmd_args.get(k).map(|(a, i)| (a.to_string(), *i));
     let mut command = match c {
         Cmd::Append => {
             let (chain, ci) = arg(0).ok_or((cat, ParseErrorKind::MissingArgument("-A".into())))?;
@@ -493,6 +502,18 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
         fit(rule);
     }
     Ok(Parsed { table, family, command })
+}
+
+/// How many module options (`--name` words) follow token `from` before the next module,
+/// target or goto: the most a match or target opened there can take.
+fn options_ahead(toks: &[Token<'_>], from: usize) -> usize {
+    toks.get(from..)
+        .unwrap_or_default()
+        .iter()
+        .filter(|t| !t.quoted)
+        .take_while(|t| !matches!(&*t.text, "-m" | "--match" | "-j" | "--jump" | "-g" | "--goto"))
+        .filter(|t| t.text.starts_with("--"))
+        .count()
 }
 
 /// Gives the rule's vectors back their spare capacity: a rule lives as long as the model,

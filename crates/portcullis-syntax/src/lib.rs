@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod args;
+mod check;
 mod error;
 mod input;
 mod json;
@@ -30,6 +31,7 @@ mod script;
 mod token;
 
 pub use crate::{
+    check::{SaveSummary, validate_save, validate_save_as},
     error::{ParseError, ParseErrorKind},
     input::{Format, Input, detect_format, read_rulesets},
     json::{JSON_FORMAT, JSON_VERSION, ruleset_from_json, ruleset_to_json},

@@ -13,7 +13,7 @@ use portcullis_rules::{
 
 use crate::args::{Parsed, parse_args};
 use crate::error::{ParseError, ParseErrorKind};
-use crate::token::{Token, tokenize};
+use crate::token::{Token, tokenize_into};
 
 fn number(i: &str) -> IResult<&str, u64> {
     map_res(digit1, str::parse::<u64>).parse(i)
@@ -71,14 +71,25 @@ fn tok_err(
 
 /// Tokenizes a line, turning the tokenizer's notes into errors.
 fn checked_tokens<'a>(line: &Line<'a>, base: usize) -> Result<Vec<Token<'a>>, ParseError> {
-    let (toks, notes) = tokenize(&line.text[base..]);
+    let mut toks = Vec::with_capacity(24);
+    checked_tokens_into(line, base, &mut toks)?;
+    Ok(toks)
+}
+
+/// [`checked_tokens`] into a vector reused from line to line.
+fn checked_tokens_into<'a>(
+    line: &Line<'a>,
+    base: usize,
+    toks: &mut Vec<Token<'a>>,
+) -> Result<(), ParseError> {
+    let notes = tokenize_into(&line.text[base..], toks);
     if let Some(at) = notes.carriage_return {
         return Err(err(line, base + at, ParseErrorKind::CarriageReturn));
     }
     if let Some(at) = notes.unterminated_quote {
         return Err(err(line, base + at, ParseErrorKind::UnterminatedQuote));
     }
-    Ok(toks)
+    Ok(())
 }
 
 fn command_chain(cmd: &Command) -> Option<&str> {
@@ -210,7 +221,7 @@ enum Event<'a> {
 
 /// What one line is, decided without looking at other lines (so lines can be read in
 /// parallel); [`walk`] then checks the block structure in order.
-enum Pre<'a> {
+pub(crate) enum Pre<'a> {
     /// A blank line, a `#` comment or an ignored `-4`/`-6` line.
     Skip,
     /// `*table`, or the error in it.
@@ -225,8 +236,14 @@ enum Pre<'a> {
     Whitespace,
 }
 
-/// Classifies and parses one line (everything but the block structure).
-fn pre_line<'a>(no: u32, raw: &'a str, family: Family) -> Pre<'a> {
+/// Classifies and parses one line (everything but the block structure). `toks` is a
+/// scratch vector reused from line to line.
+pub(crate) fn pre_line<'a>(
+    no: u32,
+    raw: &'a str,
+    family: Family,
+    toks: &mut Vec<Token<'a>>,
+) -> Pre<'a> {
     if raw.is_empty() || raw.starts_with('#') {
         return Pre::Skip;
     }
@@ -240,7 +257,10 @@ fn pre_line<'a>(no: u32, raw: &'a str, family: Family) -> Pre<'a> {
             name.parse().map_err(|_| err(&line, 1, ParseErrorKind::UnknownTable(name.to_owned()))),
         );
     }
-    if let Some(cr) = raw.find('\r') {
+    // A command line's carriage return is found by the tokenizer, in the same pass.
+    if !raw.starts_with('-')
+        && let Some(cr) = raw.find('\r')
+    {
         let e = err(&line, cr, ParseErrorKind::CarriageReturn);
         return Pre::Command(Err(e));
     }
@@ -282,16 +302,15 @@ fn pre_line<'a>(no: u32, raw: &'a str, family: Family) -> Pre<'a> {
             return Pre::Command(Err(err(&line, 0, ParseErrorKind::BadCounters(shown.to_owned()))));
         }
     };
-    let toks = match checked_tokens(&line, base) {
-        Ok(t) => t,
-        Err(e) => return Pre::Command(Err(e)),
-    };
+    if let Err(e) = checked_tokens_into(&line, base, toks) {
+        return Pre::Command(Err(e));
+    }
     if toks.is_empty() {
         return Pre::Whitespace;
     }
-    let Parsed { family: only, mut command, .. } = match parse_args(&toks, true) {
+    let Parsed { family: only, mut command, .. } = match parse_args(toks, true) {
         Ok(p) => p,
-        Err((at, kind)) => return Pre::Command(Err(tok_err(&line, base, &toks, at, kind))),
+        Err((at, kind)) => return Pre::Command(Err(tok_err(&line, base, toks, at, kind))),
     };
     if only.is_some_and(|f| f != family) {
         return Pre::Skip;
@@ -317,10 +336,11 @@ fn pre_lines(text: &str, family: Family) -> Vec<Pre<'_>> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(8);
     let line_no = |idx: usize| u32::try_from(idx + 1).unwrap_or(u32::MAX);
     if threads < 2 || text.len() < PARALLEL_BYTES {
+        let mut toks = Vec::with_capacity(24);
         return text
             .split('\n')
             .enumerate()
-            .map(|(i, raw)| pre_line(line_no(i), raw, family))
+            .map(|(i, raw)| pre_line(line_no(i), raw, family, &mut toks))
             .collect();
     }
     // Cut the text into `threads` chunks at line ends.
@@ -347,9 +367,10 @@ fn pre_lines(text: &str, family: Family) -> Vec<Pre<'_>> {
                 first_line += chunk.bytes().filter(|&b| b == b'\n').count();
                 let body = if last { *chunk } else { &chunk[..chunk.len() - 1] };
                 scope.spawn(move || {
+                    let mut toks = Vec::with_capacity(24);
                     body.split('\n')
                         .enumerate()
-                        .map(|(i, raw)| pre_line(line_no(start + i), raw, family))
+                        .map(|(i, raw)| pre_line(line_no(start + i), raw, family, &mut toks))
                         .collect::<Vec<_>>()
                 })
             })

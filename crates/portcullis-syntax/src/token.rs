@@ -37,25 +37,52 @@ pub struct TokenNotes {
 /// assert_eq!(texts, ["-m", "comment", "--comment", r#"a "b" c"#, "foobar baz"]);
 /// ```
 pub fn tokenize<'a>(line: &'a str) -> (Vec<Token<'a>>, TokenNotes) {
-    let bytes = line.as_bytes();
     let mut tokens = Vec::with_capacity(24);
-    let mut notes = TokenNotes { unterminated_quote: None, carriage_return: line.find('\r') };
-    let is_sep = |b: u8| matches!(b, b' ' | b'\t' | b'\n');
+    let notes = tokenize_into(line, &mut tokens);
+    (tokens, notes)
+}
+
+/// Byte classes of the tokenizer: separators, the quote, the carriage return (a token
+/// byte, but noted), and everything else (0).
+const SEP: u8 = 1;
+const QUOTE: u8 = 2;
+const CR: u8 = 3;
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b' ' as usize] = SEP;
+    t[b'\t' as usize] = SEP;
+    t[b'\n' as usize] = SEP;
+    t[b'"' as usize] = QUOTE;
+    t[b'\r' as usize] = CR;
+    t
+};
+
+/// [`tokenize`] into a vector the caller reuses from line to line (cleared first).
+pub(crate) fn tokenize_into<'a>(line: &'a str, tokens: &mut Vec<Token<'a>>) -> TokenNotes {
+    tokens.clear();
+    let bytes = line.as_bytes();
+    let n = bytes.len();
+    let class = |i: usize| CLASS[usize::from(bytes[i])];
+    let mut notes = TokenNotes::default();
     let mut i = 0;
-    while i < bytes.len() {
+    loop {
         // Skip separators.
-        while i < bytes.len() && is_sep(bytes[i]) {
-            i += 1;
-        }
-        if i >= bytes.len() {
+        i += bytes[i..].iter().position(|&b| CLASS[usize::from(b)] != SEP).unwrap_or(n - i);
+        if i >= n {
             break;
         }
         let start = i;
         // The unquoted head of the token.
-        while i < bytes.len() && !is_sep(bytes[i]) && bytes[i] != b'"' {
-            i += 1;
+        loop {
+            i += bytes[i..].iter().position(|&b| CLASS[usize::from(b)] != 0).unwrap_or(n - i);
+            if i < n && class(i) == CR {
+                notes.carriage_return.get_or_insert(i);
+                i += 1;
+                continue;
+            }
+            break;
         }
-        if i >= bytes.len() || is_sep(bytes[i]) {
+        if i >= n || class(i) == SEP {
             tokens.push(Token {
                 text: Cow::Borrowed(&line[start..i]),
                 quoted: false,
@@ -65,13 +92,25 @@ pub fn tokenize<'a>(line: &'a str) -> (Vec<Token<'a>>, TokenNotes) {
         }
         // A quote opens (maybe mid-token): unescape until the closing quote, which ends
         // the token whatever follows it.
-        let mut buf = bytes[start..i].to_vec();
+        let mut buf = Vec::with_capacity(n - start);
+        buf.extend_from_slice(&bytes[start..i]);
         let quote_at = i;
         i += 1;
         let mut closed = false;
-        while i < bytes.len() {
+        while i < n {
+            // A run of plain bytes, copied at once.
+            let run = bytes[i..].iter().position(|&b| matches!(b, b'"' | b'\\' | b'\r'));
+            let end = run.map_or(n, |p| i + p);
+            buf.extend_from_slice(&bytes[i..end]);
+            i = end;
+            if i >= n {
+                break;
+            }
             match bytes[i] {
-                b'\\' if i + 1 < bytes.len() => {
+                b'\\' if i + 1 < n => {
+                    if bytes[i + 1] == b'\r' {
+                        notes.carriage_return.get_or_insert(i + 1);
+                    }
                     buf.push(bytes[i + 1]);
                     i += 2;
                 }
@@ -82,6 +121,8 @@ pub fn tokenize<'a>(line: &'a str) -> (Vec<Token<'a>>, TokenNotes) {
                     break;
                 }
                 b => {
+                    // The carriage return, kept in the token.
+                    notes.carriage_return.get_or_insert(i);
                     buf.push(b);
                     i += 1;
                 }
@@ -96,7 +137,7 @@ pub fn tokenize<'a>(line: &'a str) -> (Vec<Token<'a>>, TokenNotes) {
         }
         tokens.push(Token { text: Cow::Owned(text), quoted: closed, offset: start });
     }
-    (tokens, notes)
+    notes
 }
 
 /// Quotes `s` as `xtables_save_string` does: bare when it is non-empty and made only of
@@ -190,11 +231,20 @@ mod tests {
         fn tokenize_never_panics(s in "\\PC{0,80}") {
             let _ = tokenize(&s);
         }
+
+        #[test]
+        fn carriage_return_is_the_first_one(s in "[a \"\\\\\r\t]{0,40}") {
+            proptest::prop_assert_eq!(tokenize(&s).1.carriage_return, s.find('\r'));
+        }
     }
 
     #[test]
     fn crlf_noted() {
         let (_, n) = tokenize("-A INPUT -j ACCEPT\r");
         assert_eq!(n.carriage_return, Some(18));
+        // The first carriage return anywhere, quoted, escaped or bare, as `find` gives.
+        for line in ["a\rb \"\r\"", "\"x\\\r\" \r", "\"\r", "\r\r", "x \"a\" b\r", "no cr"] {
+            assert_eq!(tokenize(line).1.carriage_return, line.find('\r'), "{line:?}");
+        }
     }
 }

@@ -219,4 +219,16 @@ proptest! {
             .map_err(|e| TestCaseError::fail(format!("{}\n{text}", e.render("generated"))))?;
         prop_assert_eq!(&back, &rs, "text:\n{}", text);
     }
+
+    /// The streaming check says valid exactly when the model does (generated rulesets are
+    /// append-only, so the stream must decide them), with the same counts.
+    #[test]
+    fn streaming_check_agrees_with_the_model(rs in ruleset()) {
+        let text = render_save(&rs, SaveOptions { counters: true });
+        let model = portcullis_rules::validate(&rs)
+            .is_empty()
+            .then(|| (rs.tables.len(), rs.rule_count()));
+        let stream = portcullis_syntax::validate_save_as(&text, rs.family).map(|s| (s.tables, s.rules));
+        prop_assert_eq!(stream, model, "text:\n{}", text);
+    }
 }

@@ -577,7 +577,7 @@ pub(super) fn check_target(name: &str, opts: &[Opt], family: Family) -> Result<(
     if name == "NFQUEUE"
         && let Some(b) = get("queue-balance")
     {
-        let ok = range("--queue-balance", b, |s| parse_number(s, 65534), 65534)
+        let ok = range(&"--queue-balance", b, |s| parse_number(s, 65534), 65534)
             .is_ok_and(|(lo, hi)| b.contains(':') && lo < hi);
         if !ok {
             return Err(invalid("--queue-balance", b, "a range A:B with A < B <= 65534"));
@@ -651,19 +651,22 @@ fn check(spec: &Spec, opts: &[Opt]) -> Result<(), ModelError> {
 }
 
 fn check_arg(o: &Opt, arg: Arg) -> Result<(), ModelError> {
-    let name = format!("--{}", o.name);
+    // The option as written, for messages only (built when one is needed).
+    let name = Dashed(&o.name);
     let one = || match o.args.as_slice() {
         [a] => Ok(a.as_str()),
-        _ => Err(invalid(&name, &o.args.join(" "), "exactly one argument")),
+        _ => Err(invalid(&name.to_string(), &o.args.join(" "), "exactly one argument")),
     };
     match arg {
-        Flag if !o.args.is_empty() => Err(invalid(&name, &o.args.join(" "), "no argument")),
+        Flag if !o.args.is_empty() => {
+            Err(invalid(&name.to_string(), &o.args.join(" "), "no argument"))
+        }
         Flag | Any => Ok(()),
         Num(min, max) => {
             let a = one()?;
             match parse_number(a, max) {
                 Some(n) if n >= min => Ok(()),
-                _ => Err(invalid(&name, a, "a number in the option's range")),
+                _ => Err(invalid(&name.to_string(), a, "a number in the option's range")),
             }
         }
         Range(max) => range(&name, one()?, |s| parse_number(s, max), max).map(|_| ()),
@@ -671,14 +674,14 @@ fn check_arg(o: &Opt, arg: Arg) -> Result<(), ModelError> {
         Ports => range(&name, one()?, |s| parse_port(s).ok().map(u64::from), 65535).map(|_| ()),
         Len(n) => {
             let a = one()?;
-            if a.len() > n { Err(invalid(&name, a, "a shorter value")) } else { Ok(()) }
+            if a.len() > n { Err(invalid(&name.to_string(), a, "a shorter value")) } else { Ok(()) }
         }
         Choice(list) => {
             let a = one()?;
             if list.iter().any(|c| c.eq_ignore_ascii_case(a)) {
                 Ok(())
             } else {
-                Err(invalid(&name, a, "one of the values the option knows"))
+                Err(invalid(&name.to_string(), a, "one of the values the option knows"))
             }
         }
         List(list) => {
@@ -687,20 +690,33 @@ fn check_arg(o: &Opt, arg: Arg) -> Result<(), ModelError> {
                 list.iter().any(|c| c.eq_ignore_ascii_case(p))
                     || parse_number(p, 255).is_some_and(|n| n >= 2)
             });
-            if ok { Ok(()) } else { Err(invalid(&name, a, "a comma list of known names")) }
+            if ok {
+                Ok(())
+            } else {
+                Err(invalid(&name.to_string(), a, "a comma list of known names"))
+            }
         }
         Text => one().map(|_| ()),
     }
 }
 
+/// An option name shown with its dashes: `--name`.
+struct Dashed<'a>(&'a str);
+
+impl std::fmt::Display for Dashed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "--{}", self.0)
+    }
+}
+
 /// Parses a range `A[:B]` (open ends allowed) and checks `A <= B`.
 fn range(
-    name: &str,
+    name: &dyn std::fmt::Display,
     s: &str,
     num: impl Fn(&str) -> Option<u64>,
     max: u64,
 ) -> Result<(u64, u64), ModelError> {
-    let bad = || invalid(name, s, "a number or range A:B within the option's range");
+    let bad = || invalid(&name.to_string(), s, "a number or range A:B within the option's range");
     let (lo, hi) = match s.split_once(':') {
         None => {
             let n = num(s).ok_or_else(bad)?;
@@ -713,7 +729,7 @@ fn range(
     };
     if lo > hi {
         return Err(ModelError::new(ModelErrorKind::InvertedRange {
-            option: name.to_owned(),
+            option: name.to_string(),
             value: s.to_owned(),
         }));
     }

@@ -51,17 +51,23 @@ pub(crate) fn read_text(file: Option<&PathBuf>) -> Result<(String, String)> {
 /// Reads and parses the input; on a parse error prints the diagnostic and returns `None`.
 pub(crate) fn load(args: &InputArgs) -> Result<Option<Loaded>> {
     let (name, text) = read_text(args.file.as_ref())?;
+    Ok(parse_text(name, text))
+}
+
+/// Parses text read by [`read_text`]; on a parse error prints the diagnostic and returns
+/// `None`.
+pub(crate) fn parse_text(name: String, text: String) -> Option<Loaded> {
     match read_rulesets(&text) {
-        Ok(input) => Ok(Some(Loaded {
+        Ok(input) => Some(Loaded {
             name,
             text,
             format: input.format,
             rulesets: input.rulesets,
             skipped: input.skipped,
-        })),
+        }),
         Err(e) => {
             eprint!("{}", e.render(&name));
-            Ok(None)
+            None
         }
     }
 }

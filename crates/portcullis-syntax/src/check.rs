@@ -1,0 +1,305 @@
+//! Parse + validate of save/restore text in one streaming pass, in bounded memory:
+//! the verdict of [`parse_save`](crate::parse_save) followed by
+//! [`portcullis_rules::validate`], without building the model.
+//!
+//! The text is cut into chunks at line ends; worker threads parse each chunk's lines and
+//! check each rule on its own ([`portcullis_rules::rule_facts`]), and this thread folds
+//! the results in line order into the block structure and one
+//! [`portcullis_rules::TableCheck`] per table. A rule's memory is given back as soon as it
+//! is checked, so a 16 MB kube-proxy dump is checked in a few megabytes beyond its text.
+//!
+//! Only a proof of validity is computed: `Some` means `parse_save` succeeds and `validate`
+//! finds nothing, with the same table and rule counts (a differential test over every file
+//! of the test data holds the two together). `None` means "not shown valid here": the file
+//! is invalid, or uses what only the full parser runs (restore commands other than chain
+//! lines and `-A`, such as `-I`, `-D`, `-R`, `-N`, `-X`, `-F`, `-Z`, `-P`, `-E`, which
+//! change rules already read; an invalid table block that a later block of the same table
+//! replaces). Then parse it with `parse_save` and `validate` it for the verdict and the
+//! diagnostics.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError, mpsc};
+
+use portcullis_rules::{
+    ChainName, Command, Family, Policy, RuleFacts, TableCheck, TableName, rule_facts,
+};
+
+use crate::save::{Pre, pre_line, sniff_family};
+use crate::token::Token;
+
+/// What [`validate_save`] says of a valid file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SaveSummary {
+    /// The family the file was read as.
+    pub family: Family,
+    /// The tables it holds.
+    pub tables: usize,
+    /// The rules in them.
+    pub rules: usize,
+}
+
+/// Shows that save/restore `text` parses and validates, as `parse_save` then `validate`
+/// would decide, in one streaming pass: `Some` with its size when it is valid; `None`
+/// when it is not shown valid (invalid, or using what only the full parser runs: see the
+/// module documentation). The family is guessed as [`parse_save`](crate::parse_save) does.
+///
+/// ```
+/// let text = "*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n";
+/// assert_eq!(portcullis_syntax::validate_save(text).map(|s| s.rules), Some(1));
+/// let bad = "*filter\n:INPUT DROP [0:0]\n-A INPUT -j NOWHERE\nCOMMIT\n";
+/// assert_eq!(portcullis_syntax::validate_save(bad), None);
+/// ```
+pub fn validate_save(text: &str) -> Option<SaveSummary> {
+    validate_save_as(text, sniff_family(text))
+}
+
+/// [`validate_save`] for a known family.
+pub fn validate_save_as(text: &str, family: Family) -> Option<SaveSummary> {
+    let chunks = chunks(text);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
+    let mut fold = Fold::new(family);
+    if threads < 2 || chunks.len() < 2 {
+        for c in &chunks {
+            fold.items(read_chunk(c, family)?)?;
+        }
+        return fold.finish();
+    }
+    let next = AtomicUsize::new(0);
+    // How many chunks the fold has taken: workers stay at most `AHEAD` chunks in front of
+    // it, so that memory stays flat whatever the relative speeds.
+    let folded = (Mutex::new(0usize), Condvar::new());
+    let stop = AtomicBool::new(false);
+    let verdict = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Option<Vec<Item<'_>>>)>();
+        for _ in 0..threads.min(chunks.len()) {
+            let tx = tx.clone();
+            let (next, chunks, folded, stop) = (&next, &chunks, &folded, &stop);
+            scope.spawn(move || {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(c) = chunks.get(k) else { break };
+                    {
+                        let (lock, cv) = folded;
+                        let mut done = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                        while k >= *done + AHEAD && !stop.load(Ordering::Relaxed) {
+                            done = cv.wait(done).unwrap_or_else(PoisonError::into_inner);
+                        }
+                    }
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let items = read_chunk(c, family);
+                    let bad = items.is_none();
+                    if tx.send((k, items)).is_err() || bad {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let halt = || {
+            stop.store(true, Ordering::Relaxed);
+            let (lock, cv) = &folded;
+            drop(lock.lock().unwrap_or_else(PoisonError::into_inner));
+            cv.notify_all();
+        };
+        // Fold in chunk order; chunks that arrive early wait in `pending`.
+        let mut pending = BTreeMap::new();
+        let mut want = 0;
+        for (k, items) in rx {
+            pending.insert(k, items);
+            while let Some(items) = pending.remove(&want) {
+                if items.and_then(|items| fold.items(items)).is_none() {
+                    halt();
+                    return None;
+                }
+                want += 1;
+                let (lock, cv) = &folded;
+                *lock.lock().unwrap_or_else(PoisonError::into_inner) = want;
+                cv.notify_all();
+            }
+        }
+        Some(want)
+    });
+    if verdict != Some(chunks.len()) {
+        return None;
+    }
+    fold.finish()
+}
+
+/// How many chunks workers may read ahead of the fold.
+const AHEAD: usize = 6;
+
+/// A piece of the text that starts at a line start, with the table in force there.
+struct Chunk<'a> {
+    text: &'a str,
+    /// The table of the `*table` line last seen before the chunk, if any (`None` also
+    /// when that line names no table: the fold then refuses the file anyway).
+    table: Option<TableName>,
+}
+
+/// About this many bytes a chunk: small enough to keep memory flat, large enough that
+/// handing chunks around costs nothing.
+const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Cuts `text` into chunks at line ends, each with the table in force at its start.
+fn chunks(text: &str) -> Vec<Chunk<'_>> {
+    let bytes = text.as_bytes();
+    // Table lines, found with one vectorised pass over the text: `*` is rare elsewhere.
+    let mut tables: Vec<(usize, Option<TableName>)> = Vec::new();
+    for at in memchr::memchr_iter(b'*', bytes) {
+        if at == 0 || bytes[at - 1] == b'\n' {
+            let rest = &text[at + 1..];
+            let end = rest.find(['\n', ' ', '\t']).unwrap_or(rest.len());
+            tables.push((at, rest[..end].parse().ok()));
+        }
+    }
+    let mut out = Vec::with_capacity(text.len() / CHUNK_BYTES + 1);
+    let mut start = 0;
+    let mut t = 0;
+    let mut table = None;
+    while start < text.len() {
+        let guess = (start + CHUNK_BYTES).min(text.len());
+        let end = memchr::memchr(b'\n', &bytes[guess..]).map_or(text.len(), |p| guess + p + 1);
+        while t < tables.len() && tables[t].0 < start {
+            table = tables[t].1;
+            t += 1;
+        }
+        out.push(Chunk { text: &text[start..end], table });
+        start = end;
+    }
+    out
+}
+
+/// One line, read and (for a rule) checked on its own.
+enum Item<'a> {
+    /// `*table`.
+    Table(TableName),
+    /// `COMMIT`.
+    Commit,
+    /// A chain line.
+    Chain { name: &'a str, policy: &'a str },
+    /// An `-A` line: its chain, the chain it jumps or goes to, and what its check found.
+    Rule { chain: Cow<'a, str>, jump: Option<Cow<'a, str>>, facts: RuleFacts },
+}
+
+/// Reads a chunk's lines; `None` when one of them is refused or is a command the stream
+/// does not run.
+fn read_chunk<'a>(chunk: &Chunk<'a>, family: Family) -> Option<Vec<Item<'a>>> {
+    let mut table = chunk.table;
+    let mut items = Vec::with_capacity(chunk.text.len() / 64);
+    let mut toks = Vec::with_capacity(24);
+    let bytes = chunk.text.as_bytes();
+    let mut start = 0;
+    let lines = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
+    for end in lines {
+        let raw = &chunk.text[start..end];
+        start = end + 1;
+        // Line numbers only serve diagnostics, which the full parser gives.
+        let item = match pre_line(1, raw, family, &mut toks) {
+            Pre::Skip | Pre::Whitespace => continue,
+            Pre::Table(t) => {
+                let t = t.ok()?;
+                table = Some(t);
+                Item::Table(t)
+            }
+            Pre::Commit => Item::Commit,
+            Pre::Chain(c) => {
+                let (name, policy, _) = c.ok()?;
+                Item::Chain { name, policy }
+            }
+            Pre::Command(c) => match &*c.ok()?.0 {
+                Command::Append { chain, rule } => {
+                    let (facts, jump) = rule_facts(table?, family, chain, rule);
+                    if facts.is_invalid() {
+                        return None;
+                    }
+                    // The names, borrowed from the text when they were written bare (the
+                    // model's copies are freed here, on this thread).
+                    Item::Rule {
+                        chain: from_line(&toks, chain),
+                        jump: jump.map(|j| from_line(&toks, j)),
+                        facts,
+                    }
+                }
+                _ => return None,
+            },
+        };
+        items.push(item);
+    }
+    Some(items)
+}
+
+/// `name` as a slice of the line when a bare token of the line spells it.
+fn from_line<'a>(toks: &[Token<'a>], name: &str) -> Cow<'a, str> {
+    toks.iter()
+        .find_map(|t| match &t.text {
+            Cow::Borrowed(s) if *s == name => Some(Cow::Borrowed(*s)),
+            _ => None,
+        })
+        .unwrap_or_else(|| Cow::Owned(name.to_owned()))
+}
+
+/// The block structure and the tables, folded in line order.
+struct Fold {
+    family: Family,
+    open: Option<(TableName, TableCheck)>,
+    /// Each table's rule count when its last block was valid.
+    done: BTreeMap<TableName, usize>,
+}
+
+impl Fold {
+    fn new(family: Family) -> Self {
+        Self { family, open: None, done: BTreeMap::new() }
+    }
+
+    fn items(&mut self, items: Vec<Item<'_>>) -> Option<()> {
+        for item in items {
+            match item {
+                Item::Table(t) => {
+                    if self.open.is_some() {
+                        return None;
+                    }
+                    self.open = Some((t, TableCheck::new(t)));
+                }
+                Item::Commit => {
+                    let (t, check) = self.open.take()?;
+                    // A later block of the same table replaces this one, as in the kernel.
+                    self.done.insert(t, check.finish()?);
+                }
+                Item::Chain { name, policy } => {
+                    let (t, check) = self.open.as_mut()?;
+                    let builtin = t.is_builtin(name);
+                    let ok = if builtin {
+                        policy == "-" || policy.parse::<Policy>().is_ok()
+                    } else {
+                        ChainName::new(name).is_ok()
+                    };
+                    if !ok || !check.declare(name, builtin) {
+                        return None;
+                    }
+                }
+                Item::Rule { chain, jump, facts } => {
+                    let (_, check) = self.open.as_mut()?;
+                    if !check.append(&chain, jump.as_deref(), facts) {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(())
+    }
+
+    fn finish(self) -> Option<SaveSummary> {
+        if self.open.is_some() {
+            return None;
+        }
+        Some(SaveSummary {
+            family: self.family,
+            tables: self.done.len(),
+            rules: self.done.values().sum(),
+        })
+    }
+}

@@ -1,0 +1,180 @@
+//! The streaming check (`validate_save`) against the model (`parse_save` then
+//! `validate`): whenever the stream says valid, the model agrees, with the same counts;
+//! and on plain append-only files the stream decides every valid one. Over every save
+//! file of the test data, mutations of each, kube-proxy-style dumps and generated text.
+#![allow(clippy::print_stderr, reason = "the test prints its counts")]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use portcullis_rules::validate;
+use portcullis_syntax::{parse_save, validate_save};
+
+#[allow(dead_code, unused_imports, reason = "the test uses part of the generator")]
+#[path = "../../../xtask/src/kube_gen.rs"]
+mod kube_gen;
+
+/// The model's verdict: `Some((tables, rules))` when valid.
+fn model(text: &str) -> Option<(usize, usize)> {
+    let rs = parse_save(text).ok()?;
+    validate(&rs).is_empty().then(|| (rs.tables.len(), rs.rule_count()))
+}
+
+/// Whether the stream runs every line of `text` (chain lines and `-A` only, each table
+/// once), so that it must decide a valid file.
+fn append_only(text: &str) -> bool {
+    let mut tables = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if let Some(t) = line.strip_prefix('*') {
+            if tables.contains(&t) {
+                return false;
+            }
+            tables.push(t);
+        }
+        let cmd = line.strip_prefix('[').and_then(|l| l.split_once("] ")).map_or(line, |(_, r)| r);
+        if cmd.starts_with('-') && !cmd.starts_with("-A ") && !cmd.starts_with("--append ") {
+            return false;
+        }
+    }
+    true
+}
+
+/// Checks one text; returns whether the model found it valid.
+fn agree(name: &str, text: &str) -> bool {
+    let full = model(text);
+    let stream = validate_save(text);
+    if let Some(s) = stream {
+        assert_eq!(
+            full,
+            Some((s.tables, s.rules)),
+            "{name}: the stream says valid, the model does not"
+        );
+    }
+    if full.is_some() && append_only(text) {
+        assert!(
+            stream.is_some(),
+            "{name}: valid and append-only, yet the stream did not decide it"
+        );
+    }
+    full.is_some()
+}
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Variations of a valid file that break (or keep) one rule of validity each.
+fn mutations(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let with = |i: usize, new: &str| {
+        let mut v: Vec<&str> = lines.clone();
+        v[i] = new;
+        v.join("\n") + "\n"
+    };
+    let insert_before_commit = |extra: &[&str]| {
+        let mut v: Vec<String> = Vec::new();
+        let mut done = false;
+        for l in &lines {
+            if *l == "COMMIT" && !done {
+                v.extend(extra.iter().map(|s| (*s).to_owned()));
+                done = true;
+            }
+            v.push((*l).to_owned());
+        }
+        v.join("\n") + "\n"
+    };
+    for (i, l) in lines.iter().enumerate().take(400) {
+        if l.starts_with(':') && !l.contains(" ACCEPT ") && !l.contains(" DROP ") {
+            out.push(with(i, "")); // a user chain no longer declared
+        }
+        if let Some(at) = l.find(" -j ") {
+            let rest = &l[at + 4..];
+            let end = rest.find(' ').map_or(rest.len(), |e| e);
+            let changed = format!("{}-j NOWHERE{}", &l[..at + 1], &rest[end..]);
+            out.push(with(i, &changed));
+            out.push(with(i, &format!("{} -j DNAT --to-destination 198.18.0.1", &l[..at])));
+            out.push(with(i, &format!("{} -j REJECT --reject-with tcp-reset", &l[..at])));
+        }
+        if l.starts_with("-A ") && out.len() < 600 {
+            out.push(with(i, &l.replacen("-A ", "-A OUTPUT -i lo -A ", 1)));
+            out.push(with(i, &format!("{l} -m tcp --dport 70000")));
+        }
+    }
+    out.push(insert_before_commit(&[
+        ":PCL-A - [0:0]",
+        ":PCL-B - [0:0]",
+        "-A PCL-A -j PCL-B",
+        "-A PCL-B -j PCL-A",
+        "-A INPUT -j PCL-A",
+    ]));
+    out.push(insert_before_commit(&[
+        ":PCL-A - [0:0]",
+        "-A PCL-A -j MASQUERADE",
+        "-A INPUT -j PCL-A",
+    ]));
+    out.push(insert_before_commit(&[
+        ":PCL-A - [0:0]",
+        "-A PCL-A -j DNAT --to-destination 198.18.0.9",
+        "-A OUTPUT -j PCL-A",
+    ]));
+    out.push(insert_before_commit(&[":PCL-A - [0:0]", ":PCL-A - [0:0]"]));
+    out.push(insert_before_commit(&["-A PCL-NOT-DECLARED -j ACCEPT"]));
+    out.push(insert_before_commit(&["-A INPUT -g INPUT"]));
+    out.push(insert_before_commit(&["-A INPUT -j TARPIT"]));
+    out.push(insert_before_commit(&["-A INPUT -g TARPIT"]));
+    out
+}
+
+#[test]
+fn stream_and_model_agree_on_the_test_data() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = Vec::new();
+    for dir in ["test_data", "../portcullis-eval/test_data", "../portcullis-apply/test_data"] {
+        files(&root.join(dir), &mut paths);
+    }
+    paths.sort();
+    let (mut texts, mut valid, mut mutated, mut mutated_valid) = (0, 0, 0, 0);
+    for p in &paths {
+        let Ok(text) = fs::read_to_string(p) else { continue };
+        if !text.lines().any(|l| l.starts_with('*')) {
+            continue;
+        }
+        texts += 1;
+        let name = p.display().to_string();
+        if agree(&name, &text) {
+            valid += 1;
+            for (k, m) in mutations(&text).iter().enumerate() {
+                mutated += 1;
+                mutated_valid += usize::from(agree(&format!("{name} mutation {k}"), m));
+            }
+        }
+    }
+    eprintln!(
+        "{texts} save texts ({valid} valid), {mutated} mutations ({mutated_valid} still valid): stream and model agree"
+    );
+    assert!(texts >= 40 && valid >= 20, "the test data is where it should be");
+    assert!(mutated > 1000 && mutated_valid > 50 && mutated - mutated_valid > 500);
+}
+
+#[test]
+fn stream_and_model_agree_on_kube_proxy_dumps() {
+    for (services, generation) in [(1, 0), (50, 0), (300, 1), (2000, 2)] {
+        let text = kube_gen::kube_ruleset(kube_gen::KubeSpec { services, generation });
+        assert!(agree(&format!("kube {services}"), &text), "a generated dump is valid");
+        assert!(validate_save(&text).is_some());
+        // Break one rule deep inside: the stream must not say valid.
+        let broken = text.replacen("-j KUBE-SEP-", "-j KUBE-SEQ-", 1);
+        assert!(!agree("kube broken", &broken));
+        assert_eq!(validate_save(&broken), None);
+    }
+}
