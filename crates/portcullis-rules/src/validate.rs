@@ -30,7 +30,7 @@ use crate::rule::{Action, Rule};
 use crate::ruleset::{Chain, Ruleset, Table};
 use crate::view::{MatchView, NatTarget, RejectWith, TargetView};
 
-pub(crate) use self::specs::spec_takes_option;
+pub(crate) use self::specs::{spec_takes_option, spec_target_takes_option};
 pub use self::stream::{RuleFacts, TableCheck, rule_facts};
 
 /// Hook bits, in the order of [`hook_rank`].

@@ -735,6 +735,38 @@ pub fn match_takes_option(module: &str, option: &str) -> Option<bool> {
     }
 }
 
+/// Whether target `target` takes option `option` (no leading `--`): `Some(true|false)`
+/// for targets the model knows, `None` for others (an unknown extension, or a user chain,
+/// which takes no option at all).
+///
+/// ```
+/// use portcullis_rules::view::target_takes_option;
+/// assert_eq!(target_takes_option("LOG", "log-prefix"), Some(true));
+/// assert_eq!(target_takes_option("ACCEPT", "log-prefix"), Some(false));
+/// assert_eq!(target_takes_option("KUBE-SVC-X", "hitcount"), None);
+/// ```
+pub fn target_takes_option(target: &str, option: &str) -> Option<bool> {
+    let typed: &[&str] = match target {
+        "ACCEPT" | "DROP" | "RETURN" | "QUEUE" | "NOTRACK" => &[],
+        "REJECT" => &["reject-with"],
+        "LOG" => &[
+            "log-level",
+            "log-prefix",
+            "log-tcp-sequence",
+            "log-tcp-options",
+            "log-ip-options",
+            "log-uid",
+            "log-macdecode",
+        ],
+        "DNAT" => &["to-destination", "to", "random", "persistent", "random-fully"],
+        "SNAT" => &["to-source", "to", "random", "random-fully", "persistent"],
+        "MASQUERADE" | "REDIRECT" => &["to-ports", "random", "random-fully"],
+        "MARK" => &["set-xmark", "set-mark", "and-mark", "or-mark", "xor-mark"],
+        _ => return crate::validate::spec_target_takes_option(target, option),
+    };
+    Some(typed.contains(&option))
+}
+
 // ---------------------------------------------------------------------------------------
 // Option helpers
 

@@ -421,6 +421,43 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
     let Some((c, cat)) = cmd else {
         return Err((0, ParseErrorKind::NoCommand));
     };
+    // An option written before the module that takes it was loaded (by a later `-m`, or
+    // by a later `-p` that loads it implicitly) is refused, as iptables refuses it: the
+    // model kept it with the target or a module that does not take it, and printed back,
+    // where `-p` and the matches come first, it would be read as that module's.
+    let implicit =
+        rule.proto.as_ref().filter(|p| !p.negated).and_then(|p| implicit_module(&p.value));
+    let owner = |name: &str, matches_too: bool| -> Option<String> {
+        let later = matches_too
+            .then(|| rule.matches.iter().find(|m| takes(&m.name, name) == Some(true)))
+            .flatten()
+            .map(|m| m.name.clone());
+        later.or_else(|| implicit.filter(|m| takes(m, name) == Some(true)).map(str::to_owned))
+    };
+    let mut misplaced = None;
+    if let Some(Action::Jump(t)) = &rule.action {
+        misplaced = t
+            .opts
+            .iter()
+            .filter(|o| portcullis_rules::view::target_takes_option(&t.name, &o.name) != Some(true))
+            .find_map(|o| owner(&o.name, true).map(|m| (o.name.clone(), m)));
+    }
+    if misplaced.is_none() {
+        misplaced = rule
+            .matches
+            .iter()
+            .flat_map(|m| m.opts.iter().map(move |o| (m, o)))
+            .filter(|(m, o)| takes(&m.name, &o.name) == Some(false))
+            .find_map(|(_, o)| owner(&o.name, false).map(|m| (o.name.clone(), m)));
+    }
+    if let Some((name, module)) = misplaced {
+        let option = format!("--{name}");
+        let at = toks
+            .iter()
+            .position(|t| t.text == option.as_str() || t.text.starts_with(&format!("{option}=")))
+            .unwrap_or(0);
+        return Err((at, ParseErrorKind::OptionBeforeItsModule { option, module }));
+    }
     let has_rule = rule != Rule { counters: rule.counters, ..Rule::default() };
     let arg = |k: usize| cmd_args.get(k).map(|(a, i)| (a.to_string(), *i));
     let mut command = match c {

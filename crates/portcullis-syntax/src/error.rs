@@ -42,6 +42,15 @@ pub enum ParseErrorKind {
     BadArgument(String),
     /// An option iptables does not know here.
     UnknownOption(String),
+    /// An option written before the module that takes it is loaded (by a later `-m`, or
+    /// implicitly by a later `-p`): iptables refuses it there, and read again after
+    /// printing, where `-p` and the matches come first, it would move to that module.
+    OptionBeforeItsModule {
+        /// The option, with its dashes.
+        option: String,
+        /// The module that takes it.
+        module: String,
+    },
     /// An option lacks its argument.
     MissingArgument(String),
     /// A line gives no command (`-A`, `-I`, …).
@@ -83,6 +92,10 @@ impl fmt::Display for ParseErrorKind {
             }
             Self::BadArgument(a) => write!(f, "bad argument `{a}'"),
             Self::UnknownOption(o) => write!(f, "unknown option `{o}'"),
+            Self::OptionBeforeItsModule { option, module } => write!(
+                f,
+                "unknown option `{option}' here: it belongs to module `{module}', loaded only after it (by a later -m or -p)"
+            ),
             Self::MissingArgument(o) => write!(f, "option `{o}' requires an argument"),
             Self::NoCommand => f.write_str("no command given (expected -A, -I, -N, -P, …)"),
             Self::TwoCommands => f.write_str("only one command per line"),

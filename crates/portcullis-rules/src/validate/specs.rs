@@ -479,6 +479,12 @@ pub(crate) fn spec_takes_option(module: &str, option: &str) -> Option<bool> {
     MATCHES.iter().find(|s| s.name == module).map(|s| s.opts.iter().any(|(n, _)| *n == option))
 }
 
+/// Whether the specified target takes `option`; `None` for a target without a
+/// specification.
+pub(crate) fn spec_target_takes_option(target: &str, option: &str) -> Option<bool> {
+    TARGETS.iter().find(|s| s.name == target).map(|s| s.opts.iter().any(|(n, _)| *n == option))
+}
+
 /// Checks a match without a typed view; `Ok` when the module has no specification.
 pub(super) fn check_match(name: &str, opts: &[Opt], family: Family) -> Result<(), ModelError> {
     if name == "policy" {
