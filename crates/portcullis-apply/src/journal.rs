@@ -2,16 +2,16 @@
 //!
 //! The kernel commits an `iptables-restore` input table by table, so an applier killed
 //! between two commits (or during its rollback) leaves tables of two rulesets in force.
-//! Before the first commit of an input with more than one table, [`Intent::begin`]
+//! Before the first commit of an input with more than one table, `Intent::begin`
 //! durably writes `<state>/<key>/journal.v4|v6` (temporary file, fsync, rename, fsync of
 //! the directory): the snapshot of every table the apply writes, the applier's pid, its
 //! start time, the boot id, the namespace's identity and what is being applied. It is
-//! removed once the restore succeeded or a rollback completed ([`Intent::complete`]).
+//! removed once the restore succeeded or a rollback completed (`Intent::complete`).
 //!
 //! A journal that is still there when nobody holds the namespace's apply lock belongs to
 //! an applier that died mid-apply. Two things repair it, whichever comes first:
 //!
-//! - the **guardian**: `portcullis __guardian`, started by [`Intent::begin`] in a process
+//! - the **guardian**: `portcullis __guardian`, started by `Intent::begin` in a process
 //!   group of its own, that blocks the termination signals and holds the read end of a
 //!   pipe whose write end only the applier (close-on-exec) and its restore child hold. The
 //!   end of the pipe with the journal still there means the applier died: the guardian
@@ -366,7 +366,7 @@ pub fn format_utc(ms: u128) -> String {
     utc(ms)
 }
 
-/// The journal of one apply in progress: written by [`Intent::begin`], removed by
+/// The journal of one apply in progress: written by `Intent::begin`, removed by
 /// [`Intent::complete`]. Dropped without `complete` (an error the applier could not
 /// roll back, a panic) it stays for the guardian or the next apply.
 #[derive(Debug)]

@@ -15,6 +15,13 @@
 //!   message shape of both backends) and placed at the line of the user's file
 //!   ([`Rejected::render`]). Then the kernel is read back and compared in canonical form;
 //!   differences are [`Drift`] warnings.
+//! - An apply that commits more than one table first writes an intent [`journal`] (the
+//!   old content of every table it writes, durably) and, with
+//!   [`Prepared::with_guardian`], starts a detached guardian process: should the applier
+//!   die between two commits or during its rollback, the guardian restores the old
+//!   ruleset at once; without it the next apply (or `portcullis status`) does. Every
+//!   iptables-restore dies with its applier (`PR_SET_PDEATHSIG`), so none commits after a
+//!   repair or a revert.
 //! - Incremental mode ([`Plan::incremental`]) rewrites only the chains that changed, with
 //!   `--noflush` (kube-proxy's pattern).
 //! - [`confirm::arm`] persists the old ruleset and starts a detached watchdog process that

@@ -5,9 +5,10 @@
 //!
 //! Faults: a bad rule in the last of four tables; a rule the kernel refuses; SIGKILL at 14
 //! points per backend (before the snapshot, before and after each table commit, during
-//! the read-back, before and during the rollback, and of the applier alone while its
-//! restore runs on), each with and without `--confirm`, plus an orphaned restore that
-//! outlives the confirm deadline; SIGHUP to the session of `apply --confirm`; the xtables lock held longer than the wait
+//! the read-back, before and during the rollback, and of the applier alone, whose restore
+//! must die with it), each with and without `--confirm`, plus a restore that would
+//! outlive the confirm deadline, and a kill of the guardian too (then `status` or the next
+//! apply repairs); SIGHUP to the session of `apply --confirm`; the xtables lock held longer than the wait
 //! (legacy); 2 and 10 concurrent applies; a full disk and a read-only directory for `save`.
 //!
 //! Exact kill points without timing: the namespace's iptables tools are replaced, for the
@@ -17,6 +18,11 @@
 //! interrupt is fed to the real tool one table block at a time (the kernel commits per
 //! table anyway), and the kill lands after exactly K tables: what a kill of the whole
 //! process group (systemd stopping a unit, a cgroup OOM kill) does to a running restore.
+//!
+//! Every kill row asserts the final state with no command run by hand: the guardian's
+//! repair (the old ruleset, its message on the applier's stderr), the watchdog's, or a
+//! complete ruleset nothing needed to repair. "Right after" is what the injector read at
+//! the kill, before anything could repair.
 //!
 //! The table of outcomes is written to `$CARGO_TARGET_TMPDIR/reliability.md`, and to
 //! `docs/reliability.md` when `PCL_WRITE_RELIABILITY=1` (`cargo xtask reliability`).
