@@ -169,6 +169,27 @@ fn run(b: &mut Building, cmd: Command, line: &Line<'_>, err_byte: usize) -> Resu
             ))),
         };
     }
+    // `-N` and `-P` on their fast paths too (an `iptables -S` dump of kube-proxy's nat
+    // table declares 30,000 chains: re-indexing after each was quadratic); anything
+    // unusual (a chain declared twice, a policy on a user chain) takes the general path,
+    // which words the error.
+    match cmd {
+        Command::NewChain(chain) if !b.index.contains_key(chain.as_str()) => {
+            b.push_chain(Chain::user(chain));
+            return Ok(());
+        }
+        Command::Policy { ref chain, policy, counters }
+            if b.table.name.is_builtin(chain) && b.index.contains_key(chain.as_str()) =>
+        {
+            let c = &mut b.table.chains[b.index[chain.as_str()]];
+            c.policy = Some(policy);
+            if counters.is_some() {
+                c.counters = counters;
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let name = b.table.name;
     let mut holder = Ruleset {
         family: Family::V4,
