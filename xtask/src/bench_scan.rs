@@ -335,9 +335,9 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     drop(rig);
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "| command | runs | median s | min–max s | exact runs | nmap median ÷ ours (row below) | start+exit overhead, median |"
+        "| command | runs | median s | mean s | min–max s | exact runs | nmap median ÷ ours (row below) | start+exit overhead, median |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (i, r) in results.iter().enumerate() {
         let mut t = r.times.clone();
         let med = median(&mut t);
@@ -355,13 +355,21 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             let mut l = r.lags.clone();
             format!("{:.0} ms", median(&mut l) * 1000.0)
         };
+        let mean = t.iter().sum::<f64>() / t.len() as f64;
         println!(
-            "| {} | {} | {med:.3} | {lo:.3}–{hi:.3} | {}/{} | {ratio} | {lag} |",
+            "| {} | {} | {med:.3} | {mean:.3} | {lo:.3}–{hi:.3} | {}/{} | {ratio} | {lag} |",
             r.name,
             r.times.len(),
             r.right,
             r.times.len()
         );
+    }
+    // Back to back, a run's time depends on how many ICMP tokens the runs before it left
+    // in the target's bucket: the runs in order show that mix.
+    println!();
+    for r in &results {
+        let runs: Vec<String> = r.times.iter().map(|t| format!("{t:.2}")).collect();
+        println!("{}: {}", r.name, runs.join(" "));
     }
     Ok(())
 }
