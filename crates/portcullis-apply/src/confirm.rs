@@ -157,7 +157,7 @@ fn current_sid() -> i32 {
 
 /// Persists the snapshot of `prepared` and starts the watchdog (`exe __watchdog …`),
 /// waiting until it reports itself armed. Call before [`Prepared::commit`].
-pub fn arm(prepared: &Prepared, seconds: u32, exe: &Path) -> Result<Armed, ApplyError> {
+pub fn arm(prepared: &Prepared<'_>, seconds: u32, exe: &Path) -> Result<Armed, ApplyError> {
     let t = &prepared.target;
     let dir = key_dir(t.netns.as_deref());
     std::fs::create_dir_all(&dir).map_err(|e| ApplyError::io(&dir, e))?;

@@ -14,7 +14,7 @@ use portcullis_apply::{
 };
 use portcullis_rules::{Backend, Family};
 
-use super::input::{InputArgs, load};
+use super::input::{InputArgs, Loaded, load};
 
 /// Apply a ruleset to the kernel, atomically, with a lock-out guard and optional
 /// confirm-or-revert.
@@ -79,9 +79,26 @@ fn print_error(err: &ApplyError, name: &str, text: &str) {
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    // No transparent huge pages for this process: the allocator asks for them
+    // (madvise), and with the kernel's `defrag=madvise` each huge page fault may compact
+    // memory first; parsing a kube-proxy-scale file then spent 0.3-0.5 s in the kernel,
+    // varying run to run, against ~0.1 s with small pages.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let Some(loaded) = load(&args.input)? else {
         return Ok(ExitCode::from(1));
     };
+    if args.timings {
+        eprintln!("timing: read + parse {}: {:.3}s", loaded.name, started.elapsed().as_secs_f64());
+    }
+    let code = apply_loaded(&args, &loaded);
+    // A kube-proxy-scale model is millions of small allocations and the process is about
+    // to exit: leave them to the exit instead of freeing them one by one.
+    std::mem::forget(loaded);
+    code
+}
+
+fn apply_loaded(args: &Args, loaded: &Loaded) -> Result<ExitCode> {
     let netns = args.netns.as_deref();
     let mut opts = ApplyOptions::from_env();
     opts.incremental = args.incremental;
@@ -92,7 +109,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     let mut done: Vec<(Target, Applied)> = Vec::new();
     let mut armed = Vec::new();
     for rs in &loaded.rulesets {
+        let t = std::time::Instant::now();
         let backend = backend_for(netns, rs.family, args.backend)?;
+        if args.timings {
+            eprintln!("timing: backend check: {:.3}s", t.elapsed().as_secs_f64());
+        }
         let target = Target::new(netns, rs.family, backend);
         let prepared = if reversible {
             portcullis_apply::prepare_reversible(rs, &target, &opts)
