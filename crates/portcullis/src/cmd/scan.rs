@@ -304,6 +304,9 @@ fn write_output(dest: &str, text: &str) -> Result<()> {
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode> {
+    // No transparent huge pages: the allocator asks for them (madvise), and the first
+    // touch of each one zeroes 2 MB (and may compact memory first) before the first probe.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let argv = rewrite_argv(&args.argv)?;
     let parsed =
         match ScanArgs::try_parse_from(std::iter::once("portcullis scan".to_owned()).chain(argv)) {
