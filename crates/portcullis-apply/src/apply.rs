@@ -995,7 +995,18 @@ fn revert_keeping(
 
 /// Which backend to use in the target namespace: the one that holds rules; when both do,
 /// an error; when neither does, the host's `iptables -V` choice (nft when unsure).
+///
+/// The backend of portcullis' last successful apply there is taken at the cost of one
+/// read of the *other* backend, which must hold nothing: dumping the backend that holds a
+/// kube-proxy-scale ruleset costs a second (`iptables-nft-save`), the empty one
+/// milliseconds. When neither holds rules this keeps the last apply's backend rather than
+/// the host's default.
 pub fn detect_backend(netns: Option<&str>, family: Family) -> Result<Backend, ApplyError> {
+    if let Some(b) = cache::recorded_backend(netns, family)
+        && !backend_holds(netns, family, other_backend(b))
+    {
+        return Ok(b);
+    }
     match (
         backend_holds(netns, family, Backend::Nft),
         backend_holds(netns, family, Backend::Legacy),
@@ -1014,14 +1025,17 @@ pub fn ensure_single_backend(
     family: Family,
     backend: Backend,
 ) -> Result<(), ApplyError> {
-    let other = match backend {
-        Backend::Nft => Backend::Legacy,
-        Backend::Legacy => Backend::Nft,
-    };
-    if backend_holds(netns, family, other) {
+    if backend_holds(netns, family, other_backend(backend)) {
         return Err(ApplyError::MixedBackends(where_(netns)));
     }
     Ok(())
+}
+
+fn other_backend(b: Backend) -> Backend {
+    match b {
+        Backend::Nft => Backend::Legacy,
+        Backend::Legacy => Backend::Nft,
+    }
 }
 
 fn where_(netns: Option<&str>) -> String {

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 
-use portcullis_rules::{Family, Rule, Ruleset, TableName};
+use portcullis_rules::{Backend, Family, Rule, Ruleset, TableName};
 
 use crate::exec::Target;
 
@@ -233,9 +233,28 @@ pub(crate) fn forget(target: &Target) {
     let _ = std::fs::remove_file(path(target));
 }
 
-/// Writes the record of `target`.
+/// Writes the record of `target`, and remembers its backend.
 pub(crate) fn store(target: &Target, fp: &Fingerprint) {
     let _ = crate::persist::write_atomic(&path(target), fp.to_text().as_bytes(), 0o600);
+    let hint = backend_path(target.netns.as_deref(), target.family);
+    let name = if target.backend == Backend::Legacy { "legacy\n" } else { "nft\n" };
+    if std::fs::read_to_string(&hint).ok().as_deref() != Some(name) {
+        let _ = std::fs::write(&hint, name);
+    }
+}
+
+fn backend_path(netns: Option<&str>, family: Family) -> PathBuf {
+    let fam = match family {
+        Family::V4 => "v4",
+        Family::V6 => "v6",
+    };
+    crate::confirm::key_dir(netns).join(format!("backend.{fam}"))
+}
+
+/// The backend of the last successful apply to `netns`/`family` (a hint: it is not
+/// removed when the record is, and the caller checks it against the kernel).
+pub(crate) fn recorded_backend(netns: Option<&str>, family: Family) -> Option<Backend> {
+    std::fs::read_to_string(backend_path(netns, family)).ok()?.trim().parse().ok()
 }
 
 /// The record's text, to parse with [`parse_text`] or compare with a later read.
@@ -256,7 +275,7 @@ mod tests {
     fn text_round_trip_and_raw_hashes() {
         let text = "*filter\n:INPUT DROP [0:0]\n:X - [0:0]\n-A INPUT -j X\n-A X -p tcp --dport ssh -j ACCEPT\nCOMMIT\n";
         let rs = portcullis_syntax::parse_save(text).expect("parses");
-        let c = crate::plan::comparable(&rs, portcullis_rules::Backend::Nft);
+        let c = crate::plan::comparable(&rs, Backend::Nft);
         let fp = Fingerprint::record(&rs, &c);
         assert_eq!(Fingerprint::parse(&fp.to_text()), Some(fp.clone()));
         let x = &fp.tables[&TableName::Filter]["X"];

@@ -480,3 +480,32 @@ fn incremental_validation_scope_still_refuses() {
     );
     assert_eq!(kernel_text(&t, &rs), canonical_text(&rs, Backend::Nft));
 }
+
+#[test]
+fn detection_takes_the_last_applied_backend_only_while_the_other_is_empty() {
+    if !can_run_or_skip(
+        "detection_takes_the_last_applied_backend",
+        &["iptables-nft", "iptables-legacy"],
+    ) {
+        return;
+    }
+    use portcullis_apply::detect_backend;
+    let ns = Netns::create("applyhint").expect("namespace");
+    let _state = StateGuard::of(&ns);
+    let name = Some(ns.name());
+    let rs = portcullis_syntax::parse_save(
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n",
+    )
+    .expect("parses");
+    apply(&rs, &target(&ns, Family::V4, Backend::Legacy), &opts()).expect("applies");
+    assert_eq!(detect_backend(name, Family::V4).expect("detects"), Backend::Legacy);
+    // Flushed by another tool: neither holds rules; the last apply's backend stays.
+    ns.run("iptables-legacy", &["-w", "5", "-F", "INPUT"]).expect("flush");
+    assert_eq!(detect_backend(name, Family::V4).expect("detects"), Backend::Legacy);
+    // The other backend holds rules now: the hint is not taken, the kernel decides.
+    ns.run("iptables-nft", &["-A", "INPUT", "-p", "tcp", "--dport", "23", "-j", "ACCEPT"])
+        .expect("nft rule");
+    assert_eq!(detect_backend(name, Family::V4).expect("detects"), Backend::Nft);
+    ns.run("iptables-legacy", &["-w", "5", "-A", "INPUT", "-j", "ACCEPT"]).expect("legacy rule");
+    assert!(matches!(detect_backend(name, Family::V4), Err(ApplyError::MixedBackends(_))));
+}
