@@ -146,6 +146,27 @@ pub struct Record {
 }
 
 impl Record {
+    /// The journal of an apply of `what` to `target` by this process, about to write
+    /// `tables`, whose old content `snapshot` holds.
+    pub fn new(target: &Target, snapshot: &Snapshot, tables: &[TableName], what: &str) -> Self {
+        let pid = std::process::id();
+        Self {
+            pid,
+            start: process_start(pid).unwrap_or(0),
+            boot_id: boot_id(),
+            netns_id: netns_id(target.netns.as_deref()),
+            started_ms: now_ms(),
+            netns: target.netns.clone(),
+            family: target.family,
+            backend: target.backend,
+            lockfile: target.lockfile.clone(),
+            tables: tables.to_vec(),
+            noflush: snapshot.noflush,
+            what: what.to_owned(),
+            snapshot: snapshot.text.clone(),
+        }
+    }
+
     fn to_text(&self) -> String {
         let mut s = String::with_capacity(self.snapshot.len() + 512);
         let _ = writeln!(s, "{MAGIC}");
@@ -208,6 +229,14 @@ impl Record {
 /// reads as `None`.
 pub fn read(netns: Option<&str>, family: Family) -> Option<Record> {
     Record::parse(&fs::read_to_string(journal_path(netns, family)).ok()?)
+}
+
+/// Writes the journal `r` durably (see the module): what an applier does before its first
+/// commit. Returns the journal's path.
+pub fn write(r: &Record) -> Result<PathBuf, ApplyError> {
+    let path = journal_path(r.netns.as_deref(), r.family);
+    write_durable(&path, r.to_text().as_bytes()).map_err(|e| ApplyError::io(&path, e))?;
+    Ok(path)
 }
 
 /// Writes `data` to `path` durably: a temporary file beside it, fsynced, renamed over
@@ -387,25 +416,8 @@ impl Intent {
         what: &str,
         guardian: Option<&Path>,
     ) -> Result<Self, ApplyError> {
-        let pid = std::process::id();
-        let netns = target.netns.as_deref();
-        let record = Record {
-            pid,
-            start: process_start(pid).unwrap_or(0),
-            boot_id: boot_id(),
-            netns_id: netns_id(netns),
-            started_ms: now_ms(),
-            netns: target.netns.clone(),
-            family: target.family,
-            backend: target.backend,
-            lockfile: target.lockfile.clone(),
-            tables: tables.to_vec(),
-            noflush: snapshot.noflush,
-            what: what.to_owned(),
-            snapshot: snapshot.text.clone(),
-        };
-        let path = journal_path(netns, target.family);
-        write_durable(&path, record.to_text().as_bytes()).map_err(|e| ApplyError::io(&path, e))?;
+        let record = Record::new(target, snapshot, tables, what);
+        let path = write(&record)?;
         let mut intent = Self { path, keep: None, guardian: None };
         if let Some(exe) = guardian {
             let (child, keep) = spawn_guardian(exe, target, &record)?;

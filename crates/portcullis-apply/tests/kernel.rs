@@ -509,3 +509,74 @@ fn detection_takes_the_last_applied_backend_only_while_the_other_is_empty() {
     ns.run("iptables-legacy", &["-w", "5", "-A", "INPUT", "-j", "ACCEPT"]).expect("legacy rule");
     assert!(matches!(detect_backend(name, Family::V4), Err(ApplyError::MixedBackends(_))));
 }
+
+/// A journal left by an applier that died between two commits: the next apply repairs it
+/// before it reads the kernel, and says so; a journal from another boot is dropped and the
+/// kernel left alone.
+#[test]
+fn next_apply_repairs_a_left_over_journal() {
+    if !can_run_or_skip(
+        "next_apply_repairs_a_left_over_journal",
+        &["iptables-nft", "iptables-legacy"],
+    ) {
+        return;
+    }
+    use portcullis_apply::journal::{self, Record, RepairOutcome};
+    use portcullis_apply::{RestoreFlags, snapshot_tables};
+    use portcullis_rules::TableName;
+    let raw = |port: u32| {
+        format!(
+            "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -p tcp --dport {port} -j ACCEPT\nCOMMIT\n"
+        )
+    };
+    let two = |port: u32| {
+        let text = format!(
+            "{}*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 22 -j ACCEPT\n-A INPUT -p tcp --dport {port} -j ACCEPT\nCOMMIT\n",
+            raw(port)
+        );
+        portcullis_syntax::parse_save(&text).expect("parses")
+    };
+    // A pid that no process has any more.
+    let mut gone = std::process::Command::new("true").spawn().expect("true runs");
+    gone.wait().expect("waits");
+    let dead = gone.id();
+    for backend in BACKENDS {
+        let ns = Netns::create("applyjnl").expect("namespace");
+        let _state = StateGuard::of(&ns);
+        let name = Some(ns.name());
+        let t = target(&ns, Family::V4, backend);
+        let (old, new) = (two(40001), two(40002));
+        apply(&old, &t, &opts()).expect("old applies");
+        let before = raw_state(&t);
+        // What an applier writes before its first commit; then it dies after raw.
+        let tables = [TableName::Raw, TableName::Filter];
+        let snap = snapshot_tables(&t, &tables).expect("snapshot");
+        let mut rec = Record::new(&t, &snap, &tables, "new.rules (3 rules)");
+        rec.pid = dead;
+        journal::write(&rec).expect("journal written");
+        t.restore(&raw(40002), RestoreFlags::default()).expect("raw committed");
+        assert_ne!(raw_state(&t), before, "{backend:?}: a mix, raw new and filter old");
+        let prepared = portcullis_apply::prepare(&new, &t, &opts()).expect("prepares");
+        let repaired = prepared.repaired.clone().expect("the journal was repaired");
+        drop(prepared);
+        assert_eq!(repaired.outcome, RepairOutcome::Restored, "{backend:?}");
+        assert!(!repaired.applier_alive);
+        let said = repaired.to_string();
+        assert!(
+            said.contains("new.rules (3 rules)") && said.contains("died before it completed"),
+            "{said}"
+        );
+        assert_eq!(raw_state(&t), before, "{backend:?}: the old ruleset, complete");
+        assert!(journal::read(name, Family::V4).is_none(), "the journal is gone");
+        assert!(journal::last_repair(name, Family::V4).is_some_and(|(_, m)| m == said));
+        // From another boot: the kernel it describes is gone; dropped, nothing restored.
+        rec.boot_id = "another-boot".into();
+        journal::write(&rec).expect("journal written");
+        t.restore(&raw(40002), RestoreFlags::default()).expect("raw committed");
+        let mixed = raw_state(&t);
+        let r = journal::recover(name, Family::V4, "the test").expect("a journal");
+        assert!(matches!(r.outcome, RepairOutcome::Discarded(_)), "{r}");
+        assert_eq!(raw_state(&t), mixed, "{backend:?}: left alone");
+        assert!(journal::read(name, Family::V4).is_none());
+    }
+}
