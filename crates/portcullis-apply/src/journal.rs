@@ -420,7 +420,11 @@ impl Intent {
         let path = write(&record)?;
         let mut intent = Self { path, keep: None, guardian: None };
         if let Some(exe) = guardian {
-            let (child, keep) = spawn_guardian(exe, target, &record)?;
+            // Nothing is committed yet: without its guardian the apply does not start,
+            // and leaves no journal behind.
+            let (child, keep) = spawn_guardian(exe, target, &record).inspect_err(|_| {
+                let _ = fs::remove_file(&intent.path);
+            })?;
             intent.guardian = Some(child);
             intent.keep = Some(keep);
         }
