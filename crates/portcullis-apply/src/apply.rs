@@ -265,7 +265,8 @@ pub fn snapshot_tables(target: &Target, tables: &[TableName]) -> Result<Snapshot
 /// Turns one table in `iptables -S -v` form into an `iptables-restore --counters` block,
 /// line by line (`-P C P -c p b` → `:C P [p:b]`, `-N C` → `:C - [0:0]`, `-A` lines as
 /// they are: iptables-restore takes `-c p b` inside a rule). Text only: the snapshot of a
-/// 100,000-rule table needs no parsing (parsing it took a minute in `parse_rules_spec`).
+/// 100,000-rule table needs no parsing (0.15 s in `parse_rules_spec`, and it is only put
+/// back as it was).
 fn spec_to_restore(spec: &str, table: TableName, out: &mut String) {
     out.push_str(&format!("*{table}\n"));
     let mut rules = String::new();
