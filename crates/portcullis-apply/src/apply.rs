@@ -152,11 +152,28 @@ pub struct Prepared<'a> {
     /// from its journal before this one read the kernel.
     pub repaired: Option<Repair>,
     guardian: Option<PathBuf>,
+    hold: bool,
     verify: bool,
     want: Option<Ruleset>,
     record: Option<Fingerprint>,
     timings: Vec<(&'static str, Duration)>,
     _lock: Option<Flock<File>>,
+}
+
+/// The open intent journal of a committed family (see [`Prepared::commit_held`]).
+/// Dropped without [`Held::release`], the journal stays: the guardian, or the next apply,
+/// restores the family's old ruleset.
+#[derive(Debug)]
+#[must_use = "release it once every family is applied or this one reverted"]
+pub struct Held(Option<Intent>);
+
+impl Held {
+    /// Closes the journal: the family's new ruleset stays (or it was reverted already).
+    pub fn release(self) {
+        if let Some(i) = self.0 {
+            i.complete();
+        }
+    }
 }
 
 /// What an apply did.
@@ -362,6 +379,7 @@ fn prepare_inner<'a>(
         label: format!("a ruleset of {} rules", desired.rule_count()),
         repaired,
         guardian: None,
+        hold: false,
         verify: opts.verify,
         want,
         record,
@@ -494,6 +512,10 @@ fn read_kernel(
 ) -> Result<KernelState, ApplyError> {
     let lock = lock_namespace(target.netns.as_deref(), opts.lock_wait)?;
     // A journal found under the lock was left by an apply that died: repair it first.
+    // One whose applier still runs belongs to an apply of several families, between two.
+    if crate::journal::live_owner(target.netns.as_deref(), target.family).is_some() {
+        return Err(ApplyError::Busy(target.describe()));
+    }
     let repaired = crate::journal::recover(
         target.netns.as_deref(),
         target.family,
@@ -732,19 +754,31 @@ impl Prepared<'_> {
     /// Feeds the restore input to iptables-restore (one process). When it fails, every
     /// table it had already committed is restored from the snapshot, and the error is
     /// placed at the line of the user's file it blames. Then reads the kernel back.
-    pub fn commit(mut self) -> Result<Applied, ApplyError> {
+    pub fn commit(self) -> Result<Applied, ApplyError> {
+        let (applied, held) = self.commit_held()?;
+        held.release();
+        Ok(applied)
+    }
+
+    /// [`Prepared::commit`] for one family of several: the intent journal (written even
+    /// for one table) stays open after success, so that should the applier die while a
+    /// later family is applied, the guardian (or the next apply) restores this family
+    /// too. [`Held::release`] closes it once every family is done, or once this one has
+    /// been reverted. Use with [`prepare_reversible`] (the journal must hold every table).
+    pub fn commit_held(mut self) -> Result<(Applied, Held), ApplyError> {
         if self.plan.is_noop() {
-            return Ok(Applied {
+            let applied = Applied {
                 plan: self.plan,
                 snapshot: self.snapshot,
                 drift: Vec::new(),
                 timings: self.timings,
-            });
+            };
+            return Ok((applied, Held(None)));
         }
         cache::forget(&self.target);
         // More than one table commits one by one: journal the intent first.
         let tables = self.input.tables();
-        let intent = if tables.len() > 1 {
+        let intent = if tables.len() > 1 || self.hold {
             let (intent, took) = timed(|| {
                 Intent::begin(
                     &self.target,
@@ -806,15 +840,25 @@ impl Prepared<'_> {
             return Err(err);
         }
         // Every table is committed: the kernel holds the new ruleset, complete.
-        if let Some(i) = intent {
-            i.complete();
+        let mut held = Held(intent);
+        if !self.hold {
+            std::mem::replace(&mut held, Held(None)).release();
         }
         let (done, took) = timed(|| self.readback(&replaced, prep));
         let (drift, record) = done?;
         self.timings.push(("read back + compare", took));
         let ((), took) = timed(|| cache::store(&self.target, &record));
         self.timings.push(("record", took));
-        Ok(Applied { plan: self.plan, snapshot: self.snapshot, drift, timings: self.timings })
+        let applied =
+            Applied { plan: self.plan, snapshot: self.snapshot, drift, timings: self.timings };
+        Ok((applied, held))
+    }
+
+    /// Keeps the intent journal open after a successful commit: see
+    /// [`Prepared::commit_held`].
+    pub fn hold_journal(mut self) -> Self {
+        self.hold = true;
+        self
     }
 
     fn fail(&self, failure: RestoreFailure, keep: Option<RawFd>) -> ApplyError {
@@ -1094,6 +1138,7 @@ mod tests {
             label: String::new(),
             repaired: None,
             guardian: None,
+            hold: false,
             verify: false,
             want: None,
             record: None,

@@ -362,9 +362,18 @@ fn repair(r: Record, by: &str) -> Repair {
 
 /// Repairs the journal left in `netns`/`family` by an apply that did not complete, if
 /// there is one. The caller holds the namespace's apply lock (every applier writes and
-/// removes its journal under it, so a journal found under it is always left over).
+/// removes its journal under it, so a journal found under it is left over, unless
+/// [`live_owner`] says its applier still runs).
 pub fn recover(netns: Option<&str>, family: Family, by: &str) -> Option<Repair> {
     read(netns, family).map(|r| repair(r, by))
+}
+
+/// The pid of another process that still runs and owns the journal of `netns`/`family`:
+/// an apply of several families keeps the journal of a family it committed open while it
+/// applies the next (without the apply lock in between). Its journal is not left over.
+pub fn live_owner(netns: Option<&str>, family: Family) -> Option<u32> {
+    let r = read(netns, family)?;
+    (r.pid != std::process::id() && running(r.pid, r.start)).then_some(r.pid)
 }
 
 /// [`recover`] for `portcullis status`: takes the apply lock itself, waiting at most
@@ -379,6 +388,11 @@ pub fn recover_locked(
         return Ok(None);
     }
     let _lock = lock_namespace(netns, wait)?;
+    if live_owner(netns, family).is_some() {
+        return Err(ApplyError::Busy(
+            netns.map_or("the current namespace".into(), |n| format!("namespace {n}")),
+        ));
+    }
     Ok(recover(netns, family, by))
 }
 

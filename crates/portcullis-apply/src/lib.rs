@@ -55,7 +55,7 @@ mod verify;
 
 pub use crate::{
     apply::{
-        Applied, ApplyOptions, Drift, Prepared, Snapshot, apply, detect_backend,
+        Applied, ApplyOptions, Drift, Held, Prepared, Snapshot, apply, detect_backend,
         ensure_single_backend, forget_namespace, holds_rules, host_default_backend, prepare,
         prepare_reversible, revert, snapshot, snapshot_tables, state_dir, state_key,
     },

@@ -85,7 +85,7 @@ tool=${0##*/}
 real=/usr/sbin/$tool
 b=$PCL_FAULT_BACKEND
 case $tool in
-  "iptables-$b"|"iptables-$b-save"|"iptables-$b-restore") ;;
+  "iptables-$b"|"iptables-$b-save"|"iptables-$b-restore"|"ip6tables-$b-restore") ;;
   *) exec "$real" "$@" ;;
 esac
 d=$PCL_FAULT_DIR
@@ -94,7 +94,11 @@ d=$PCL_FAULT_DIR
 bump() { local n; n=$(( $(cat "$d/$1" 2>/dev/null || echo 0) + 1 )); echo "$n" > "$d/$1"; echo "$n"; }
 # The kernel's state at the kill, before any repair can start (the guardian waits for
 # this script too: it holds the guardian's pipe).
-snap() { "/usr/sbin/iptables-$b-save" > "$d/right-after" 2>/dev/null; date +%s%3N > "$d/kill-ms"; }
+snap() {
+  "/usr/sbin/iptables-$b-save" > "$d/right-after" 2>/dev/null
+  "/usr/sbin/ip6tables-$b-save" > "$d/right-after6" 2>/dev/null
+  date +%s%3N > "$d/kill-ms"
+}
 # cgroup: the applier's guardian dies too (found by its command line, killed by pid).
 guardian() {
   local p cmd
@@ -104,7 +108,7 @@ guardian() {
   done
 }
 die() { snap; echo "$1" >> "$d/fired"; kill -9 "$PPID"; exit 137; }
-if [ "$tool" != "iptables-$b-restore" ]; then
+if [ "${tool%-restore}" = "$tool" ]; then
   n=$(bump reads)
   [ "$PCL_FAULT" = "read:$n" ] && die "read $n ($tool $*)"
   [ "$PCL_FAULT" = readback ] && [ -s "$d/restores" ] && die "read-back ($tool $*)"
@@ -241,6 +245,8 @@ impl Rig {
                 std::os::unix::fs::symlink(&injector, wrap.join(format!("iptables-{b}{suffix}")))
                     .expect("symlink");
             }
+            std::os::unix::fs::symlink(&injector, wrap.join(format!("ip6tables-{b}-restore")))
+                .expect("symlink");
         }
         let mut rig = Self {
             ns,
@@ -558,6 +564,82 @@ impl Rig {
         self.row(&fault, &right_after, &now, &msg)
     }
 
+    /// A script of both families, killed after the IPv4 apply completed and one table of
+    /// the IPv6 one was committed: the IPv4 journal stayed open until every family was
+    /// applied, so both guardians restore their family and the namespace is old in both.
+    fn two_families(&self) -> Row {
+        let script = |port: u32| {
+            let mut s = String::new();
+            for cmd in ["iptables", "ip6tables"] {
+                s.push_str(&format!(
+                    "{cmd} -t raw -A PREROUTING -p tcp --dport {port} -j ACCEPT\n\
+                     {cmd} -A INPUT -p tcp --dport 22 -j ACCEPT\n\
+                     {cmd} -A INPUT -p tcp --dport {port} -j ACCEPT\n"
+                ));
+            }
+            s
+        };
+        std::fs::write(self.path("both-old.sh"), script(OLD_PORT)).expect("write");
+        std::fs::write(self.path("both-new.sh"), script(NEW_PORT)).expect("write");
+        let v6 = || {
+            let save = format!("ip6tables-{}-save", self.backend);
+            canonical(&self.ns.run(&save, &[]).expect("ip6tables-save"))
+        };
+        self.apply_ok("both-new.sh");
+        let (new4, new6) = (self.tables(), v6());
+        self.apply_ok("both-old.sh");
+        let (old4, old6) = (self.tables(), v6());
+        assert!(old4 != new4 && old6 != new6);
+        let _ = std::fs::remove_file(self.key_dir().join("repaired.v4"));
+        let fault_dir = self.fault_dir();
+        let out = self
+            .faulted(&["apply", "both-new.sh"], "restore:2:1", &fault_dir)
+            .output()
+            .expect("runs");
+        let err = text_of(&out);
+        let fault = "SIGKILL of a two-family script after its IPv4 apply and 1 IPv6 table commit";
+        assert_eq!(out.status.signal(), Some(9), "{fault}: {err}");
+        let which = |now: &Tables, old: &Tables, new: &Tables| {
+            if now == old {
+                "old"
+            } else if now == new {
+                "new"
+            } else {
+                "MIX"
+            }
+        };
+        let read = |f: &str| {
+            canonical(&std::fs::read_to_string(fault_dir.join(f)).expect("the state at the kill"))
+        };
+        let right_after = format!(
+            "IPv4 {}, IPv6 {}",
+            which(&read("right-after"), &old4, &new4),
+            which(&read("right-after6"), &old6, &new6)
+        );
+        assert_eq!(right_after, "IPv4 new, IPv6 MIX", "{fault}: {err}");
+        let said: Vec<String> = err
+            .lines()
+            .filter(|l| l.starts_with("portcullis[") && l.contains("]: "))
+            .map(|l| self.stable(l.split_once("]: ").map_or(l, |(_, m)| m)))
+            .collect();
+        assert_eq!(said.len(), 2, "{fault}: a guardian per family: {err}");
+        assert!(said.iter().any(|m| m.contains("(V4)")) && said.iter().any(|m| m.contains("(V6)")));
+        let now = format!(
+            "IPv4 {}, IPv6 {}",
+            which(&self.tables(), &old4, &new4),
+            which(&v6(), &old6, &new6)
+        );
+        assert_eq!(now, "IPv4 old, IPv6 old", "{fault}: {err}");
+        let msg = format!("killed by signal 9; the guardians: `{}`", said.join("` and `"));
+        let mut row = self.row(fault, &right_after, "old", &msg);
+        row.window_ms = self.repaired_at().and_then(|at| {
+            let kill: u128 =
+                std::fs::read_to_string(fault_dir.join("kill-ms")).ok()?.trim().parse().ok()?;
+            Some(at.saturating_sub(kill))
+        });
+        row
+    }
+
     /// The applier killed alone under `--confirm 2` with a restore that would outlive
     /// the deadline: before `PR_SET_PDEATHSIG` the watchdog reverted, then the orphaned
     /// restore committed the rest. Now the restore dies with the applier.
@@ -855,6 +937,7 @@ fn backend_rows(backend: &'static str) -> Vec<Row> {
     rows.push(rig.orphan_outlives_deadline());
     rows.push(rig.cgroup_killed("status"));
     rows.push(rig.cgroup_killed("apply new.rules"));
+    rows.push(rig.two_families());
     rows.push(rig.hangup());
     if backend == "legacy" {
         rows.push(rig.lock_held());
@@ -891,9 +974,9 @@ fn render(rows: &[Row]) -> String {
          `--confirm`, once the watchdog has given its result, with no command run by hand; the\n\
          message column says what restored it (the test asserts it).\n\n",
     );
-    let mixed: Vec<&Row> = rows.iter().filter(|r| r.right_after.starts_with("MIX")).collect();
+    let mixed: Vec<&Row> = rows.iter().filter(|r| r.right_after.contains("MIX")).collect();
     let final_mix = rows.iter().filter(|r| r.outcome != "old" && r.outcome != "new").count();
-    let guardian = rows.iter().filter(|r| r.message.contains("the guardian, on")).count();
+    let guardian = rows.iter().filter(|r| r.window_ms.is_some()).count();
     let by_next = rows.iter().filter(|r| r.message.contains("no repair until")).count();
     let watchdog = rows.iter().filter(|r| r.message.contains("the watchdog restored")).count();
     let mut windows: Vec<u128> = rows.iter().filter_map(|r| r.window_ms).collect();
@@ -935,7 +1018,9 @@ fn render(rows: &[Row]) -> String {
          `repaired.v4`. The journal is removed once the restore has committed every table \
          (a kill during the read-back keeps the new ruleset) or once a rollback completed. A \
          kill after the last table's commit but before the applier saw its restore end is \
-         repaired to the old ruleset too: the apply had not completed.\n\n\
+         repaired to the old ruleset too: the apply had not completed. A script of both \
+         families keeps each family's journal open until the last family is applied, so a \
+         kill during the IPv6 apply restores IPv4 too (row \"a two-family script\").\n\n\
          **Fixed: an orphaned restore committing after the watchdog's revert.** Every \
          iptables-restore portcullis starts now has `PR_SET_PDEATHSIG(SIGKILL)`: killed alone, \
          the applier takes its restore with it (the rows \"of the applier alone\" assert the \

@@ -9,8 +9,8 @@ use anyhow::{Context, Result, bail};
 use portcullis_apply::confirm::{self, Outcome};
 use portcullis_apply::journal::{self, RepairOutcome};
 use portcullis_apply::{
-    Applied, ApplyError, ApplyOptions, Target, detect_backend, ensure_single_backend, persist,
-    revert,
+    Applied, ApplyError, ApplyOptions, Held, Target, detect_backend, ensure_single_backend,
+    persist, revert,
 };
 use portcullis_rules::{Backend, Family};
 
@@ -106,7 +106,10 @@ fn apply_loaded(args: &Args, loaded: &Loaded) -> Result<ExitCode> {
     opts.verify = !args.no_verify;
     // A confirm-or-revert, or a second family that may fail, needs the whole old state.
     let reversible = args.confirm.is_some() || loaded.rulesets.len() > 1;
-    let mut done: Vec<(Target, Applied)> = Vec::new();
+    // With several families, each one's intent journal stays open until all are applied:
+    // killed while applying the second, the first is restored too.
+    let multi = loaded.rulesets.len() > 1;
+    let mut done: Vec<(Target, Applied, Held)> = Vec::new();
     let mut armed = Vec::new();
     for rs in &loaded.rulesets {
         let t = std::time::Instant::now();
@@ -126,12 +129,15 @@ fn apply_loaded(args: &Args, loaded: &Loaded) -> Result<ExitCode> {
                 let exe = std::env::current_exe()
                     .context("cannot find the portcullis binary for the guardian")?;
                 let mut p = p.with_guardian(&exe);
+                if multi {
+                    p = p.hold_journal();
+                }
                 p.label = format!("{} ({} rules)", loaded.name, rs.rule_count());
                 p
             }
             Err(e) => {
                 print_error(&e, &loaded.name, &loaded.text);
-                undo(&done);
+                undo(done);
                 return Ok(ExitCode::from(1));
             }
         };
@@ -154,8 +160,8 @@ fn apply_loaded(args: &Args, loaded: &Loaded) -> Result<ExitCode> {
                 .context("cannot find the portcullis binary for the watchdog")?;
             armed.push((rs.family, confirm::arm(&prepared, secs, &exe)?));
         }
-        match prepared.commit() {
-            Ok(applied) => {
+        match prepared.commit_held() {
+            Ok((applied, held)) => {
                 eprint!("{}", applied.plan);
                 for d in &applied.drift {
                     eprintln!("warning: the kernel differs from the ruleset: {d}");
@@ -165,14 +171,14 @@ fn apply_loaded(args: &Args, loaded: &Loaded) -> Result<ExitCode> {
                         eprintln!("timing: {step}: {:.3}s", took.as_secs_f64());
                     }
                 }
-                done.push((target, applied));
+                done.push((target, applied, held));
             }
             Err(e) => {
                 print_error(&e, &loaded.name, &loaded.text);
                 for (f, _) in &armed {
                     confirm::disarm(netns, *f);
                 }
-                undo(&done);
+                undo(done);
                 return Ok(ExitCode::from(1));
             }
         }
@@ -181,7 +187,13 @@ fn apply_loaded(args: &Args, loaded: &Loaded) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let rules: usize = loaded.rulesets.iter().map(portcullis_rules::Ruleset::rule_count).sum();
-    for (t, _) in &done {
+    let mut families = Vec::new();
+    for (t, _, held) in done {
+        // Every family is applied: their journals close.
+        held.release();
+        families.push(t);
+    }
+    for t in &families {
         eprintln!(
             "applied {rules} rules to {} ({:?}, {})",
             t.describe(),
@@ -220,13 +232,20 @@ fn apply_loaded(args: &Args, loaded: &Loaded) -> Result<ExitCode> {
     Ok(code)
 }
 
-/// A later family failed: put the families already applied back as they were.
-fn undo(done: &[(Target, Applied)]) {
-    for (t, a) in done {
+/// A later family failed: put the families already applied back as they were. A family
+/// whose revert fails keeps its journal open, for its guardian to try again.
+fn undo(done: Vec<(Target, Applied, Held)>) {
+    for (t, a, held) in done {
         let tables: Vec<_> = a.plan.tables.iter().map(|(t, _)| *t).collect();
-        match revert(t, &a.snapshot, &tables) {
-            Ok(()) => eprintln!("note: {:?} ruleset restored as it was", t.family),
-            Err(e) => eprintln!("error: restoring the {:?} ruleset failed: {e}", t.family),
+        match revert(&t, &a.snapshot, &tables) {
+            Ok(()) => {
+                held.release();
+                eprintln!("note: {:?} ruleset restored as it was", t.family);
+            }
+            Err(e) => {
+                drop(held);
+                eprintln!("error: restoring the {:?} ruleset failed: {e}", t.family);
+            }
         }
     }
 }
