@@ -983,10 +983,11 @@ fn render(rows: &[Row]) -> String {
     windows.sort_unstable();
     let _ = writeln!(
         s,
-        "{} rows; every final state is old or new (asserted), {final_mix} final mixes, none \
-         repaired by hand. {} left a mix of tables at the moment of the fault; the guardian \
-         repaired {guardian} kills on its own, `portcullis status` or the next apply the {by_next} \
-         whose guardian was killed too; {watchdog} ended in the old ruleset through the confirm \
+        "{} rows; every final state is old or new (asserted), {final_mix} final mixes, no \
+         ruleset re-applied by hand. {} left a mix of tables at the moment of the fault; the \
+         guardian repaired {guardian} kills on its own, the next `portcullis status` or apply \
+         the {by_next} whose guardian was killed too; {watchdog} ended in the old ruleset \
+         through the confirm \
          watchdog alone.\n",
         rows.len(),
         mixed.len(),
