@@ -434,6 +434,18 @@ impl Rig {
 
     /// SIGKILL of `portcullis apply FILE` at `spec` (see [`INJECTOR`]).
     fn killed(&self, point: &str, spec: &str, file: &str, confirm: bool) -> Row {
+        self.killed_with(point, spec, file, confirm, &[])
+    }
+
+    /// [`Rig::killed`] with more arguments to `portcullis apply` (`--incremental`).
+    fn killed_with(
+        &self,
+        point: &str,
+        spec: &str,
+        file: &str,
+        confirm: bool,
+        extra: &[&str],
+    ) -> Row {
         self.apply_ok("old.rules");
         // A result left by an earlier run would read as this run's (arm removes it too).
         for f in ["result.v4", "repaired.v4"] {
@@ -441,6 +453,7 @@ impl Rig {
         }
         let fault_dir = self.fault_dir();
         let mut args = vec!["apply", file];
+        args.extend(extra);
         if confirm {
             args.extend(["--confirm", "2"]);
         }
@@ -932,6 +945,15 @@ fn backend_rows(backend: &'static str) -> Vec<Row> {
             rows.push(rig.killed(point, spec, file, confirm));
         }
     }
+    // An incremental apply (against the record of old.rules: every table patched with
+    // `--noflush`) is journaled with its partial snapshot, which the guardian restores.
+    rows.push(rig.killed_with(
+        "after 2 table commits of an incremental apply (`--incremental`)",
+        "restore:1:2",
+        "new.rules",
+        false,
+        &["--incremental"],
+    ));
     // Legacy too: observed, iptables-legacy-restore does not hold the xtables lock between
     // tables (a `flock -n` succeeds while it waits for its next table).
     rows.push(rig.orphan_outlives_deadline());
