@@ -136,7 +136,9 @@ impl Ruleset {
                 rules.remove(pos);
             }
             Command::NewChain(name) => {
-                if t.has_chain(name.as_str()) {
+                // A builtin chain exists in the kernel whether or not the model lists it
+                // yet (iptables: "Chain already exists").
+                if t.has_chain(name.as_str()) || table.is_builtin(name.as_str()) {
                     return Err(ModelError::new(ModelErrorKind::ChainExists(name.to_string()))
                         .at(loc(Some(name.as_str()))));
                 }

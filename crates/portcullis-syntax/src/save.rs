@@ -174,7 +174,10 @@ fn run(b: &mut Building, cmd: Command, line: &Line<'_>, err_byte: usize) -> Resu
     // unusual (a chain declared twice, a policy on a user chain) takes the general path,
     // which words the error.
     match cmd {
-        Command::NewChain(chain) if !b.index.contains_key(chain.as_str()) => {
+        Command::NewChain(chain)
+            if !b.index.contains_key(chain.as_str())
+                && !b.table.name.is_builtin(chain.as_str()) =>
+        {
             b.push_chain(Chain::user(chain));
             return Ok(());
         }
