@@ -698,8 +698,11 @@ impl Rig {
     fn hangup(&self) -> Row {
         self.apply_ok("old.rules");
         let mut c = Command::new("setsid");
-        // 5 s: the new ruleset stays long enough for the test to see it before the hangup.
-        c.arg(BIN).args(["apply", "new.rules", "--confirm", "5"]);
+        // 20 s: the new ruleset stays long enough for the test to see it (two reads of the
+        // kernel) and send the hangup before the deadline, even on a loaded machine (with
+        // 5 s, a busy run once saw the deadline pass first: the applier then exits by
+        // itself, not of the hangup).
+        c.arg(BIN).args(["apply", "new.rules", "--confirm", "20"]);
         c.args(["--netns", self.ns.name(), "--backend", self.backend]);
         self.env(&mut c);
         let mut child =
@@ -722,7 +725,7 @@ impl Rig {
             "the applier dies of the hangup; the watchdog (own session, SIGHUP blocked) restored the backup at the deadline (result.v4: `{}`)",
             said
         );
-        self.row("SIGHUP to the session during `apply --confirm 5`", &right_after, &now, &msg)
+        self.row("SIGHUP to the session during `apply --confirm 20`", &right_after, &now, &msg)
     }
 
     /// The xtables lock held by another process (`flock`) past the tools' `-w 5`.
