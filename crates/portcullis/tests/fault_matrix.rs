@@ -697,12 +697,13 @@ impl Rig {
     /// SIGHUP to the session of `apply --confirm` once the new ruleset is in force.
     fn hangup(&self) -> Row {
         self.apply_ok("old.rules");
-        let mut c = Command::new("setsid");
-        // 20 s: the new ruleset stays long enough for the test to see it (two reads of the
-        // kernel) and send the hangup before the deadline, even on a loaded machine (with
-        // 5 s, a busy run once saw the deadline pass first: the applier then exits by
-        // itself, not of the hangup).
-        c.arg(BIN).args(["apply", "new.rules", "--confirm", "20"]);
+        // `env --default-signal=HUP`: a test run under `nohup` (or any runner that ignores
+        // SIGHUP) would hand the ignored signal down to the applier, which then rightly
+        // outlives the hangup. 10 s: the new ruleset stays long enough for the test to see
+        // it (two reads of the kernel) and send the hangup, even on a loaded machine.
+        let mut c = Command::new("env");
+        c.args(["--default-signal=HUP", "setsid"]);
+        c.arg(BIN).args(["apply", "new.rules", "--confirm", "10"]);
         c.args(["--netns", self.ns.name(), "--backend", self.backend]);
         self.env(&mut c);
         let mut child =
@@ -725,7 +726,7 @@ impl Rig {
             "the applier dies of the hangup; the watchdog (own session, SIGHUP blocked) restored the backup at the deadline (result.v4: `{}`)",
             said
         );
-        self.row("SIGHUP to the session during `apply --confirm 20`", &right_after, &now, &msg)
+        self.row("SIGHUP to the session during `apply --confirm 10`", &right_after, &now, &msg)
     }
 
     /// The xtables lock held by another process (`flock`) past the tools' `-w 5`.
