@@ -442,7 +442,9 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
             .filter(|o| portcullis_rules::view::target_takes_option(&t.name, &o.name) != Some(true))
             .find_map(|o| owner(&o.name, true).map(|m| (o.name.clone(), m)));
     }
-    if misplaced.is_none() {
+    // A match holds an option it does not take only for want of a module; only the
+    // implicit one can claim it later.
+    if misplaced.is_none() && implicit.is_some() {
         misplaced = rule
             .matches
             .iter()

@@ -90,7 +90,7 @@ enum Kind {
 pub struct TableCheck {
     table: TableName,
     ids: FastMap<String, u32>,
-    names: Vec<(Kind, u32)>,
+    kinds: Vec<Kind>,
     /// (from chain, to name, goto).
     edges: Vec<(u32, u32, bool)>,
     /// (user chain, hooks its rule may run from), for constrained rules only.
@@ -107,7 +107,7 @@ impl TableCheck {
         Self {
             table,
             ids: FastMap::default(),
-            names: Vec::new(),
+            kinds: Vec::new(),
             edges: Vec::new(),
             may_run: Vec::new(),
             invalid: false,
@@ -120,9 +120,9 @@ impl TableCheck {
         if let Some(&id) = self.ids.get(name) {
             return id;
         }
-        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        let id = u32::try_from(self.kinds.len()).unwrap_or(u32::MAX);
         self.ids.insert(name.to_owned(), id);
-        self.names.push((Kind::Unknown, 0));
+        self.kinds.push(Kind::Unknown);
         id
     }
 
@@ -130,10 +130,10 @@ impl TableCheck {
     /// declared again or not). Returns `false` for a user chain declared twice.
     pub fn declare(&mut self, name: &str, builtin: bool) -> bool {
         let id = self.id(name) as usize;
-        match (self.names[id].0, builtin) {
+        match (self.kinds[id], builtin) {
             (Kind::User, false) => return false,
-            (_, true) => self.names[id].0 = Kind::Builtin,
-            (_, false) => self.names[id].0 = Kind::User,
+            (_, true) => self.kinds[id] = Kind::Builtin,
+            (_, false) => self.kinds[id] = Kind::User,
         }
         true
     }
@@ -150,15 +150,14 @@ impl TableCheck {
                 id
             }
         };
-        match self.names[from as usize].0 {
+        match self.kinds[from as usize] {
             Kind::Unknown if self.table.is_builtin(chain) => {
-                self.names[from as usize].0 = Kind::Builtin;
+                self.kinds[from as usize] = Kind::Builtin;
             }
             Kind::Unknown => return false,
             _ => {}
         }
         self.rules += 1;
-        self.names[from as usize].1 += 1;
         self.invalid |= facts.invalid;
         if facts.may_run != ALL_HOOKS {
             self.may_run.push((from, facts.may_run));
@@ -176,15 +175,15 @@ impl TableCheck {
         if self.invalid {
             return None;
         }
-        let mut names: Vec<&str> = vec![""; self.names.len()];
+        let mut names: Vec<&str> = vec![""; self.kinds.len()];
         for (name, &id) in &self.ids {
             names[id as usize] = name;
         }
         // Jumps: to a user chain, or (a jump, not a goto) to a third-party target.
-        let n = self.names.len();
+        let n = self.kinds.len();
         let mut out_deg = vec![0u32; n + 1];
         for &(from, to, goto) in &self.edges {
-            match self.names[to as usize].0 {
+            match self.kinds[to as usize] {
                 Kind::User => out_deg[from as usize] += 1,
                 Kind::Builtin => return None,
                 Kind::Unknown if !goto && THIRD_PARTY_TARGETS.contains(&names[to as usize]) => {}
@@ -199,7 +198,7 @@ impl TableCheck {
         let mut fill = start.clone();
         let mut adj = vec![0u32; start[n] as usize];
         for &(from, to, _) in &self.edges {
-            if self.names[to as usize].0 == Kind::User {
+            if self.kinds[to as usize] == Kind::User {
                 adj[fill[from as usize] as usize] = to;
                 fill[from as usize] += 1;
             }
@@ -208,7 +207,7 @@ impl TableCheck {
         let next = |c: usize| &adj[start[c] as usize..start[c + 1] as usize];
         // The hooks each user chain is reached from, and loops reachable from a builtin.
         let mut hooks = vec![0u8; n];
-        let builtins: Vec<usize> = (0..n).filter(|&i| self.names[i].0 == Kind::Builtin).collect();
+        let builtins: Vec<usize> = (0..n).filter(|&i| self.kinds[i] == Kind::Builtin).collect();
         let mut color = vec![0u8; n]; // 0 white, 1 on the stack, 2 done
         for &b in &builtins {
             let bit = hook_bit(names[b]);
