@@ -231,20 +231,20 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
         let text: &str = &tok.text;
         p.i += 1;
         // Split into a base letter (with a glued value) or a module option name.
+        // (Byte searches: these run for every option of every rule.)
         let (letter, glued, long_name) = if let Some(long) = text.strip_prefix("--") {
-            let (name, inline) = match long.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_owned())),
+            let (name, inline) = match long.bytes().position(|b| b == b'=') {
+                Some(eq) => (&long[..eq], Some(long[eq + 1..].to_owned())),
                 None => (long, None),
             };
             match long_base(name) {
-                Some(c) => (Some(c), inline, name.to_owned()),
+                Some(c) => (Some(c), inline, String::new()),
                 None => (None, inline, name.to_owned()),
             }
         } else {
-            let mut chars = text[1..].chars();
-            let c = chars.next().unwrap_or('-');
-            let rest: String = chars.collect();
-            (Some(c), (!rest.is_empty()).then_some(rest), String::new())
+            let c = text[1..].chars().next().unwrap_or('-');
+            let rest = &text[1 + c.len_utf8()..];
+            (Some(c), (!rest.is_empty()).then(|| rest.to_owned()), String::new())
         };
         let negated = neg.take().is_some();
         let Some(letter) = letter else {

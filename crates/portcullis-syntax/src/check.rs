@@ -57,6 +57,26 @@ pub fn validate_save(text: &str) -> Option<SaveSummary> {
 
 /// [`validate_save`] for a known family.
 pub fn validate_save_as(text: &str, family: Family) -> Option<SaveSummary> {
+    validate_bytes_as(text.as_bytes(), family)
+}
+
+/// [`validate_save`] of bytes that are not known to be UTF-8 yet (a mapped file, say):
+/// each chunk is checked for UTF-8 on the worker that reads it, so the check costs no
+/// serial pass over the text. Text that is not UTF-8 is not shown valid (`None`).
+///
+/// ```
+/// let text = b"*filter\n:INPUT DROP [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n";
+/// assert_eq!(portcullis_syntax::validate_save_bytes(text).map(|s| s.rules), Some(1));
+/// assert_eq!(portcullis_syntax::validate_save_bytes(b"*filter\n-A INPUT -j \xff\n"), None);
+/// ```
+pub fn validate_save_bytes(bytes: &[u8]) -> Option<SaveSummary> {
+    // The family is guessed from the first 2000 lines, as `parse_save` does.
+    let head = memchr::memchr_iter(b'\n', bytes).nth(1999).map_or(bytes.len(), |at| at + 1);
+    let family = sniff_family(std::str::from_utf8(&bytes[..head]).ok()?);
+    validate_bytes_as(bytes, family)
+}
+
+fn validate_bytes_as(text: &[u8], family: Family) -> Option<SaveSummary> {
     let chunks = chunks(text);
     let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
     let mut fold = Fold::new(family);
@@ -134,7 +154,8 @@ const AHEAD: usize = 6;
 
 /// A piece of the text that starts at a line start, with the table in force there.
 struct Chunk<'a> {
-    text: &'a str,
+    /// Whole lines; UTF-8 is checked by the worker that reads them.
+    text: &'a [u8],
     /// The table of the `*table` line last seen before the chunk, if any (`None` also
     /// when that line names no table: the fold then refuses the file anyway).
     table: Option<TableName>,
@@ -145,29 +166,29 @@ struct Chunk<'a> {
 const CHUNK_BYTES: usize = 256 * 1024;
 
 /// Cuts `text` into chunks at line ends, each with the table in force at its start.
-fn chunks(text: &str) -> Vec<Chunk<'_>> {
-    let bytes = text.as_bytes();
+fn chunks(bytes: &[u8]) -> Vec<Chunk<'_>> {
     // Table lines, found with one vectorised pass over the text: `*` is rare elsewhere.
     let mut tables: Vec<(usize, Option<TableName>)> = Vec::new();
     for at in memchr::memchr_iter(b'*', bytes) {
         if at == 0 || bytes[at - 1] == b'\n' {
-            let rest = &text[at + 1..];
-            let end = rest.find(['\n', ' ', '\t']).unwrap_or(rest.len());
-            tables.push((at, rest[..end].parse().ok()));
+            let rest = &bytes[at + 1..];
+            let end = rest.iter().position(|b| matches!(b, b'\n' | b' ' | b'\t'));
+            let name = std::str::from_utf8(&rest[..end.unwrap_or(rest.len())]);
+            tables.push((at, name.ok().and_then(|n| n.parse().ok())));
         }
     }
-    let mut out = Vec::with_capacity(text.len() / CHUNK_BYTES + 1);
+    let mut out = Vec::with_capacity(bytes.len() / CHUNK_BYTES + 1);
     let mut start = 0;
     let mut t = 0;
     let mut table = None;
-    while start < text.len() {
-        let guess = (start + CHUNK_BYTES).min(text.len());
-        let end = memchr::memchr(b'\n', &bytes[guess..]).map_or(text.len(), |p| guess + p + 1);
+    while start < bytes.len() {
+        let guess = (start + CHUNK_BYTES).min(bytes.len());
+        let end = memchr::memchr(b'\n', &bytes[guess..]).map_or(bytes.len(), |p| guess + p + 1);
         while t < tables.len() && tables[t].0 < start {
             table = tables[t].1;
             t += 1;
         }
-        out.push(Chunk { text: &text[start..end], table });
+        out.push(Chunk { text: &bytes[start..end], table });
         start = end;
     }
     out
@@ -189,13 +210,15 @@ enum Item<'a> {
 /// does not run.
 fn read_chunk<'a>(chunk: &Chunk<'a>, family: Family) -> Option<Vec<Item<'a>>> {
     let mut table = chunk.table;
-    let mut items = Vec::with_capacity(chunk.text.len() / 64);
+    // Cut at line ends, so each chunk is UTF-8 exactly when the whole text is.
+    let text = std::str::from_utf8(chunk.text).ok()?;
+    let mut items = Vec::with_capacity(text.len() / 64);
     let mut toks = Vec::with_capacity(24);
-    let bytes = chunk.text.as_bytes();
+    let bytes = text.as_bytes();
     let mut start = 0;
     let lines = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
     for end in lines {
-        let raw = &chunk.text[start..end];
+        let raw = &text[start..end];
         start = end + 1;
         // Line numbers only serve diagnostics, which the full parser gives.
         let item = match pre_line(1, raw, family, &mut toks) {

@@ -31,7 +31,7 @@ mod script;
 mod token;
 
 pub use crate::{
-    check::{SaveSummary, validate_save, validate_save_as},
+    check::{SaveSummary, validate_save, validate_save_as, validate_save_bytes},
     error::{ParseError, ParseErrorKind},
     input::{Format, Input, detect_format, read_rulesets},
     json::{JSON_FORMAT, JSON_VERSION, ruleset_from_json, ruleset_to_json},

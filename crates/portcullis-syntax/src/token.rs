@@ -90,6 +90,22 @@ pub(crate) fn tokenize_into<'a>(line: &'a str, tokens: &mut Vec<Token<'a>>) -> T
             });
             continue;
         }
+        // A whole token `"…"` without escapes or carriage returns (most comments) is
+        // borrowed as it stands.
+        if i == start {
+            let body = &bytes[i + 1..];
+            if let Some(p) = memchr::memchr3(b'"', b'\\', b'\r', body)
+                && body[p] == b'"'
+            {
+                tokens.push(Token {
+                    text: Cow::Borrowed(&line[i + 1..i + 1 + p]),
+                    quoted: true,
+                    offset: start,
+                });
+                i += p + 2;
+                continue;
+            }
+        }
         // A quote opens (maybe mid-token): unescape until the closing quote, which ends
         // the token whatever follows it.
         let mut buf = Vec::with_capacity(n - start);

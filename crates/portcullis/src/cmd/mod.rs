@@ -14,6 +14,7 @@ pub(crate) mod input;
 pub(crate) mod lint;
 pub(crate) mod list;
 pub(crate) mod listen;
+pub(crate) mod mapped;
 pub(crate) mod ports;
 pub(crate) mod scan;
 pub(crate) mod trace;
