@@ -314,8 +314,8 @@ impl FromStr for Protocol {
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid("-p", s, "a protocol name or a number from 0 to 255"));
         }
-        let lower = s.to_ascii_lowercase();
-        if let Some((_, n)) = PROTOCOLS.iter().find(|(name, _)| *name == lower) {
+        // Compared without a lowercase copy: this runs for every `-p` of a ruleset.
+        if let Some((_, n)) = PROTOCOLS.iter().find(|(name, _)| name.eq_ignore_ascii_case(s)) {
             return Ok(Self::Number(*n));
         }
         if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._+".contains(&b)) {

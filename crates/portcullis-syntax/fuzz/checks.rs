@@ -8,7 +8,7 @@ use portcullis_syntax::{
     ListFlags, SaveOptions, detect_format, listing_to_ruleset, parse_listing, parse_restore,
     parse_rule_line, parse_rules_spec, parse_save, parse_save_as, parse_script, quote,
     quote_always, read_rulesets, render_listing, render_rule, render_rules_spec, render_save,
-    ruleset_from_json, ruleset_to_json, tokenize, validate_save,
+    ruleset_from_json, ruleset_to_json, tokenize, validate_save, validate_save_bytes,
 };
 
 /// `parse_save` (both families), `validate_save` against it, and `parse_restore`. A ruleset that parses renders
@@ -16,7 +16,12 @@ use portcullis_syntax::{
 /// iptables-save prints for a builtin chain the input never declared), and from the
 /// second rendering on, the text and the ruleset stay the same.
 pub(crate) fn save(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        // Bytes that are not UTF-8 are never shown valid (the mapped-file check).
+        assert_eq!(validate_save_bytes(data), None);
+        return;
+    };
+    assert_eq!(validate_save_bytes(data), validate_save(text), "bytes and text disagree");
     // The streaming check never says valid where the model does not (same counts).
     if let Some(sum) = validate_save(text) {
         let rs = parse_save(text).expect("validate_save said valid, parse_save refused");

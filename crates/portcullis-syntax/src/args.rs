@@ -460,7 +460,8 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
             .unwrap_or(0);
         return Err((at, ParseErrorKind::OptionBeforeItsModule { option, module }));
     }
-    let has_rule = rule != Rule { counters: rule.counters, ..Rule::default() };
+    // Only the commands that take no rule ask (a default rule costs a build and a drop).
+    let has_rule = || rule != Rule { counters: rule.counters, ..Rule::default() };
     let arg = |k: usize| cmd_args.get(k).map(|(a, i)| (a.to_string(), *i));
     let mut command = match c {
         Cmd::Append => {
@@ -487,7 +488,7 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
             let (chain, ci) = arg(0).ok_or((cat, ParseErrorKind::MissingArgument("-D".into())))?;
             chain_name_ok(&chain, ci)?;
             let which = match arg(1) {
-                Some((n, ni)) if !has_rule => RuleSelector::Index(parse_index(&n, ni)?),
+                Some((n, ni)) if !has_rule() => RuleSelector::Index(parse_index(&n, ni)?),
                 Some((n, ni)) => return Err((ni, ParseErrorKind::BadArgument(n))),
                 None => RuleSelector::Spec(Box::new(rule)),
             };
@@ -495,23 +496,23 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
         }
         Cmd::NewChain => {
             let (chain, ci) = arg(0).ok_or((cat, ParseErrorKind::MissingArgument("-N".into())))?;
-            no_rule(has_rule, cat)?;
+            no_rule(has_rule(), cat)?;
             Command::NewChain(chain_name(&chain, ci)?)
         }
         Cmd::DeleteChain => {
-            no_rule(has_rule, cat)?;
+            no_rule(has_rule(), cat)?;
             Command::DeleteChain(arg(0).map(|a| a.0))
         }
         Cmd::Flush => {
-            no_rule(has_rule, cat)?;
+            no_rule(has_rule(), cat)?;
             Command::Flush(arg(0).map(|a| a.0))
         }
         Cmd::Zero => {
-            no_rule(has_rule, cat)?;
+            no_rule(has_rule(), cat)?;
             Command::Zero(arg(0).map(|a| a.0))
         }
         Cmd::Policy => {
-            no_rule(has_rule, cat)?;
+            no_rule(has_rule(), cat)?;
             let (chain, _) = arg(0).ok_or((cat, ParseErrorKind::MissingArgument("-P".into())))?;
             let (pol, pi) = arg(1).ok_or((cat, ParseErrorKind::MissingArgument("-P".into())))?;
             let policy = Policy::from_str(&pol).map_err(|()| {
@@ -528,7 +529,7 @@ pub(crate) fn parse_args(toks: &[Token<'_>], in_restore: bool) -> Result<Parsed,
             Command::Policy { chain, policy, counters: policy_counters }
         }
         Cmd::Rename => {
-            no_rule(has_rule, cat)?;
+            no_rule(has_rule(), cat)?;
             let (old, _) = arg(0).ok_or((cat, ParseErrorKind::MissingArgument("-E".into())))?;
             let (new, ni) = arg(1).ok_or((cat, ParseErrorKind::MissingArgument("-E".into())))?;
             Command::Rename { old, new: chain_name(&new, ni)? }

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use portcullis_rules::validate;
-use portcullis_syntax::{parse_save, validate_save};
+use portcullis_syntax::{parse_save, validate_save, validate_save_bytes};
 
 #[allow(dead_code, unused_imports, reason = "the test uses part of the generator")]
 #[path = "../../../xtask/src/kube_gen.rs"]
@@ -44,6 +44,7 @@ fn append_only(text: &str) -> bool {
 fn agree(name: &str, text: &str) -> bool {
     let full = model(text);
     let stream = validate_save(text);
+    assert_eq!(validate_save_bytes(text.as_bytes()), stream, "{name}: bytes and text disagree");
     if let Some(s) = stream {
         assert_eq!(
             full,
@@ -176,5 +177,17 @@ fn stream_and_model_agree_on_kube_proxy_dumps() {
         let broken = text.replacen("-j KUBE-SEP-", "-j KUBE-SEQ-", 1);
         assert!(!agree("kube broken", &broken));
         assert_eq!(validate_save(&broken), None);
+    }
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_never_shown_valid() {
+    let text = kube_gen::kube_ruleset(kube_gen::KubeSpec { services: 2000, generation: 0 });
+    assert!(validate_save_bytes(text.as_bytes()).is_some());
+    // One bad byte at the start, in the middle (another worker's chunk), at the end.
+    for at in [1, text.len() / 2, text.len() - 3] {
+        let mut bytes = text.clone().into_bytes();
+        bytes[at] = 0xfe;
+        assert_eq!(validate_save_bytes(&bytes), None, "byte {at}");
     }
 }
