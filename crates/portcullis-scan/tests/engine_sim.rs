@@ -215,6 +215,59 @@ fn connect_outcomes() {
     );
 }
 
+/// The connect transport keeps a timed-out socket open a while (`connect::LINGER`) and
+/// reports what it gets then as a late answer to that earlier try: the kernel's own SYN
+/// retransmission, one second after `connect()`, may be what draws the target's ICMP
+/// error. The engine takes it after the try timed out, and the port ends filtered with
+/// its reason, not silent.
+#[test]
+fn connect_late_answer_to_a_timed_out_try() {
+    use portcullis_scan::engine::ConnectOutcome;
+    use portcullis_scan::state::IcmpKind;
+    let target: IpAddr = "198.18.0.2".parse().unwrap();
+    let cfg = EngineConfig {
+        scan_type: ScanType::Connect,
+        targets: vec![Target { addr: target, src: "198.18.0.1".parse().unwrap() }],
+        ports: vec![22, 110, 9999],
+        timing: Timing::template(3),
+        seed: 3,
+    };
+    let mut e = Engine::new(cfg).unwrap();
+    let mut first = Vec::new();
+    while let Some(p) = e.poll_transmit(Duration::ZERO) {
+        first.push(p);
+    }
+    assert_eq!(first.len(), 3);
+    let late_110 = *first.iter().find(|p| p.dst_port == 110).unwrap();
+    let mut t = Duration::from_millis(1);
+    for p in &first {
+        let o = if p.dst_port == 22 { ConnectOutcome::Connected } else { ConnectOutcome::TimedOut };
+        let at = if p.dst_port == 22 { t } else { p.timeout };
+        e.handle_connect(at, p, o);
+    }
+    let mut late = Some(late_110);
+    let mut retries = 0;
+    while let Some(next) = e.poll_timeout(t) {
+        t = next.max(t + Duration::from_micros(1));
+        // The lingering socket's answer, just after its try timed out.
+        if let Some(p) = late.take_if(|p| t > p.timeout) {
+            let kind = IcmpKind { v6: false, icmp_type: 3, code: 3 };
+            e.handle_connect(t, &p, ConnectOutcome::Icmp { kind, from: target });
+        }
+        while let Some(p) = e.poll_transmit(t) {
+            assert!(p.tryno >= 1);
+            retries += 1;
+            e.handle_connect(t + p.timeout, &p, ConnectOutcome::TimedOut);
+        }
+    }
+    assert!(late.is_none());
+    assert!(retries >= 1, "the silent port is probed again");
+    assert_eq!(
+        summary(&e.finish()),
+        "22/tcp open syn-ack\n110/tcp filtered port-unreach\n1 filtered no-response\n"
+    );
+}
+
 /// Regression (issue 8, hostile replies): an ICMP port-unreachable quoting our UDP probe
 /// with its destination port changed to another probed port (same source port, this
 /// probe's length and checksum) marked that other port `closed`. The quoted UDP length
