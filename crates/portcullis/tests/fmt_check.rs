@@ -208,3 +208,46 @@ fn check_of_large_mapped_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("UTF-8") && err.contains("large.rules"), "{err}");
 }
+
+/// A mapped file truncated by another process while `check` reads it: the access past
+/// the new end faults (`SIGBUS`), and the handler turns it into a message and exit 1,
+/// never a death by signal. The truncation is timed at several points of the run; at
+/// least one of them lands while the file is mapped.
+#[test]
+fn check_survives_a_file_truncated_while_mapped() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("shrinking.rules");
+    let mut text = String::from("*filter\n:INPUT DROP [0:0]\n:SVC - [0:0]\n");
+    let mut n = 0u32;
+    while text.len() < 48 << 20 {
+        n += 1;
+        text.push_str(&format!(
+            "-A SVC -s 198.18.{}.{}/32 -m comment --comment \"svc {n}\" -j ACCEPT\n",
+            n / 250 % 250,
+            n % 250
+        ));
+    }
+    text.push_str("COMMIT\n");
+    let mut hits = 0;
+    for delay_ms in [10, 20, 40, 60, 80] {
+        fs::write(&path, &text).expect("write");
+        let child = Command::new(BIN)
+            .args(["check", path.to_str().expect("utf-8")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("portcullis runs");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        fs::File::options().write(true).open(&path).expect("open").set_len(0).expect("truncate");
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), None, "killed by a signal after {delay_ms} ms: {err}");
+        if err.contains("could not be read while mapped") {
+            assert_eq!(out.status.code(), Some(1));
+            hits += 1;
+        }
+    }
+    assert!(hits > 0, "no truncation landed while the file was mapped");
+}

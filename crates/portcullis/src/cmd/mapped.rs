@@ -5,7 +5,8 @@
 //! under 1 ms and the workers read the page cache directly.
 //!
 //! The one hazard of a mapping: a file truncated by another process while it is mapped
-//! makes the next access past the new end fault with `SIGBUS`. While a mapping is alive a
+//! makes the next access past the new end fault with `SIGBUS` (so does an I/O error
+//! reading a page in). While a mapping is alive a
 //! handler turns that into a clear error and exit status 1 instead of a crash.
 #![allow(unsafe_code, reason = "mmap and a SIGBUS handler; each block has a SAFETY comment")]
 
@@ -30,7 +31,8 @@ pub(crate) struct Mapped {
 }
 
 extern "C" fn on_sigbus(_: libc::c_int) {
-    const MSG: &[u8] = b"error: the input file shrank while it was being read; check it again\n";
+    const MSG: &[u8] =
+        b"error: the input file could not be read while mapped (truncated meanwhile, or an I/O error); check it again\n";
     // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG is a static buffer.
     unsafe {
         libc::write(2, MSG.as_ptr().cast(), MSG.len());
