@@ -160,15 +160,12 @@ fn check_passes_good_files_and_locates_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(":3"));
 }
 
-/// Files of a megabyte and more are mapped, not read (`cmd/mapped.rs`): the verdicts and
-/// the located diagnostics are the same as for a small file.
-#[test]
-fn check_of_large_mapped_files() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("large.rules");
-    let mut text = String::from("# a comment line\n*filter\n:INPUT DROP [0:0]\n:SVC - [0:0]\n");
+/// An open filter block of at least `bytes` bytes: chain SVC with one rule a line, after
+/// `head`. Returns the text and the number of rules.
+fn svc_rules(head: &str, bytes: usize) -> (String, usize) {
+    let mut text = format!("{head}*filter\n:INPUT DROP [0:0]\n:SVC - [0:0]\n");
     let mut n = 0;
-    while text.len() < 3 << 20 {
+    while text.len() < bytes {
         n += 1;
         text.push_str(&format!(
             "-A SVC -s 198.18.{}.{}/32 -m comment --comment \"svc {n}\" -j ACCEPT\n",
@@ -176,6 +173,16 @@ fn check_of_large_mapped_files() {
             n % 250
         ));
     }
+    (text, n)
+}
+
+/// Files of a megabyte and more are mapped, not read (`cmd/mapped.rs`): the verdicts and
+/// the located diagnostics are the same as for a small file.
+#[test]
+fn check_of_large_mapped_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("large.rules");
+    let (text, n) = svc_rules("# a comment line\n", 3 << 20);
     let good = format!("{text}-A INPUT -j SVC\nCOMMIT\n");
     fs::write(&path, &good).expect("write");
     let out = run(&["check", path.to_str().expect("utf-8")]);
@@ -219,16 +226,7 @@ fn check_survives_a_file_truncated_while_mapped() {
     use std::process::Stdio;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("shrinking.rules");
-    let mut text = String::from("*filter\n:INPUT DROP [0:0]\n:SVC - [0:0]\n");
-    let mut n = 0u32;
-    while text.len() < 48 << 20 {
-        n += 1;
-        text.push_str(&format!(
-            "-A SVC -s 198.18.{}.{}/32 -m comment --comment \"svc {n}\" -j ACCEPT\n",
-            n / 250 % 250,
-            n % 250
-        ));
-    }
+    let (mut text, _) = svc_rules("", 48 << 20);
     text.push_str("COMMIT\n");
     let mut hits = 0;
     for delay_ms in [10, 20, 40, 60, 80] {
