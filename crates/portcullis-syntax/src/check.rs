@@ -27,7 +27,8 @@ use portcullis_rules::{
 };
 
 use crate::save::{Pre, pre_line, sniff_family};
-use crate::token::Token;
+use crate::shape::Shapes;
+use crate::token::{Token, TokenNotes, tokenize_into};
 
 /// What [`validate_save`] says of a valid file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,12 +215,24 @@ fn read_chunk<'a>(chunk: &Chunk<'a>, family: Family) -> Option<Vec<Item<'a>>> {
     let text = std::str::from_utf8(chunk.text).ok()?;
     let mut items = Vec::with_capacity(text.len() / 64);
     let mut toks = Vec::with_capacity(24);
+    let mut shapes = Shapes::default();
     let bytes = text.as_bytes();
     let mut start = 0;
     let lines = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
     for end in lines {
         let raw = &text[start..end];
         start = end + 1;
+        // A rule of a shape already shown valid is checked by its free values alone.
+        if let Some(t) = table
+            && raw.starts_with("-A ")
+            && tokenize_into(raw, &mut toks) == TokenNotes::default()
+            && let Some(s) = shapes.check(t, family, &toks)
+        {
+            #[cfg(debug_assertions)]
+            same_as_full_path(raw, t, family, &s);
+            items.push(Item::Rule { chain: s.chain, jump: s.jump, facts: s.facts });
+            continue;
+        }
         // Line numbers only serve diagnostics, which the full parser gives.
         let item = match pre_line(1, raw, family, &mut toks) {
             Pre::Skip | Pre::Whitespace => continue,
@@ -239,6 +252,7 @@ fn read_chunk<'a>(chunk: &Chunk<'a>, family: Family) -> Option<Vec<Item<'a>>> {
                     if facts.is_invalid() {
                         return None;
                     }
+                    shapes.learn(table?, family, &toks, facts, jump);
                     // The names, borrowed from the text when they were written bare (the
                     // model's copies are freed here, on this thread).
                     Item::Rule {
@@ -253,6 +267,25 @@ fn read_chunk<'a>(chunk: &Chunk<'a>, family: Family) -> Option<Vec<Item<'a>>> {
         items.push(item);
     }
     Some(items)
+}
+
+/// The invariant of [`crate::shape`], checked on every line the shapes accept in debug
+/// builds: the full path finds the same chain, jump and facts.
+#[cfg(debug_assertions)]
+fn same_as_full_path(raw: &str, table: TableName, family: Family, s: &crate::shape::Shaped<'_>) {
+    let mut toks = Vec::new();
+    let Pre::Command(Ok((cmd, _))) = pre_line(1, raw, family, &mut toks) else {
+        panic!("a rule shape accepted a line the full path refuses: {raw}");
+    };
+    let Command::Append { chain, rule } = &*cmd else {
+        panic!("a rule shape accepted a line that is not -A: {raw}");
+    };
+    let (facts, jump) = rule_facts(table, family, chain, rule);
+    assert_eq!(
+        (chain.as_str(), jump, facts),
+        (&*s.chain, s.jump.as_deref(), s.facts),
+        "a rule shape disagrees with the full path on: {raw}"
+    );
 }
 
 /// `name` as a slice of the line when a bare token of the line spells it.

@@ -28,6 +28,7 @@ mod listing;
 mod render;
 mod save;
 mod script;
+mod shape;
 mod token;
 
 pub use crate::{

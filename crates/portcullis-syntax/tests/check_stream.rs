@@ -191,3 +191,78 @@ fn bytes_that_are_not_utf8_are_never_shown_valid() {
         assert_eq!(validate_save_bytes(&bytes), None, "byte {at}");
     }
 }
+
+/// Rule shapes (`src/shape.rs`): once a rule is shown valid, a later rule of the same
+/// shape is checked by its free values alone. Each line below follows a valid rule of its
+/// shape (learned first), with one value changed; the stream must agree with the model on
+/// every one, valid or not (and, in this debug build, every shape hit is also run down
+/// the full path and compared).
+#[test]
+fn rule_shapes_never_accept_what_the_model_refuses() {
+    let head = "*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:SVC - [0:0]\n:SEP - [0:0]\n:MRK - [0:0]\n";
+    let learned = [
+        "-A SVC ! -s 10.0.0.0/8 -d 10.1.0.1/32 -p tcp -m comment --comment \"a b\" -m tcp --dport 80 -j MRK",
+        "-A SVC -m comment --comment x -m statistic --mode random --probability 0.5 -j SEP",
+        "-A SEP -p tcp -m comment --comment x -m tcp -j DNAT --to-destination 10.2.0.1:8080",
+        "-A SEP -p udp -m udp --dport 53 -j DNAT --to-destination 10.2.0.1",
+        "-A PREROUTING -d 10.1.0.1/32 -j SVC",
+        "-A OUTPUT -s 10.9.0.0/16 -j SVC",
+    ];
+    let variants = [
+        // Valid values of the same shapes.
+        "-A SEP ! -s 10.0.0.1/32 -d 10.1.0.2/32 -p tcp -m comment --comment \"c d\" -m tcp --dport 443 -j SVC",
+        "-A SVC -m comment --comment y -m statistic --mode random --probability 0.25 -j MRK",
+        "-A SVC -p tcp -m comment --comment y -m tcp -j DNAT --to-destination 10.2.0.9:1",
+        "-A OUTPUT -s 10.8.0.0/16 -j SEP",
+        // Invalid free values.
+        "-A SVC ! -s 10.0.0.300/8 -d 10.1.0.1/32 -p tcp -m comment --comment c -m tcp --dport 80 -j MRK",
+        "-A SVC ! -s 10.0.0.0/33 -d 10.1.0.1/32 -p tcp -m comment --comment c -m tcp --dport 80 -j MRK",
+        "-A SVC ! -s 10.0.0.0/8 -d 10.1.0.1/32 -p tcp -m comment --comment c -m tcp --dport 65536 -j MRK",
+        "-A SVC ! -s 10.0.0.0/8 -d 10.1.0.1/32 -p tcp -m comment --comment c -m tcp --dport 80 -j ACCEPT",
+        "-A SVC ! -s 10.0.0.0/8 -d 10.1.0.1/32 -p tcp -m comment --comment c -m tcp --dport 80 -j PREROUTING",
+        "-A SVC ! -s 10.0.0.0/8 -d 10.1.0.1/32 -p tcp -m comment --comment c -m tcp --dport 80 -j NOWHERE",
+        "-A SVC ! -s 10.0.0.0/8 -d 10.1.0.1/32 -p tcp -m comment --comment c -m tcp --dport 80 -j \"-x\"",
+        "-A SVC ! -s 10.0.0.0/8 -d 10.1.0.1/32 -p tcp -m comment --comment c -m tcp --dport 80 -j \"a b\"",
+        "-A SVC -m comment --comment y -m statistic --mode random --probability 1.5 -j MRK",
+        "-A SVC -m comment --comment y -m statistic --mode random --probability 0.5.1 -j MRK",
+        "-A SVC -p tcp -m comment --comment y -m tcp -j DNAT --to-destination 10.2.0.9:0-",
+        "-A SVC -p tcp -m comment --comment y -m tcp -j DNAT --to-destination 10.2.0.9:99999",
+        "-A SVC -p tcp -m comment --comment y -m tcp -j DNAT --to-destination ::1",
+        "-A SEP -p udp -m udp --dport 53 -j DNAT --to-destination 10.2.0.1:53",
+        "-A POSTROUTING -p tcp -m comment --comment y -m tcp -j DNAT --to-destination 10.2.0.9:1",
+        "-A SVC -m comment --comment \"\" -m statistic --mode random --probability 0.5 -j SEP",
+        // Other values where a free one stood: an option word, `!`, a second word.
+        "-A SVC -m comment --comment -x -m statistic --mode random --probability 0.5 -j SEP",
+        "-A SVC -m comment --comment ! -m statistic --mode random --probability 0.5 -j SEP",
+        "-A SVC -m comment --comment a b -m statistic --mode random --probability 0.5 -j SEP",
+        "-A SVC -m comment --comment \"!\" -m statistic --mode random --probability 0.5 -j SEP",
+        // The -A chain: a builtin of another hook, a name the parser refuses, unknown.
+        "-A POSTROUTING -d 10.1.0.1/32 -j SVC",
+        "-A INPUT -d 10.1.0.1/32 -j SVC",
+        "-A \"S V C\" -m comment --comment x -m statistic --mode random --probability 0.5 -j SEP",
+        "-A ACCEPT -m comment --comment x -m statistic --mode random --probability 0.5 -j SEP",
+        "-A NOPE -m comment --comment x -m statistic --mode random --probability 0.5 -j SEP",
+        "-A SVC -m comment --comment x -m statistic --mode random --probability 0.5 -j SVC",
+        // Addresses that are not of the family or expand into several rules.
+        "-A OUTPUT -s ::1 -j SVC",
+        "-A OUTPUT -s 10.8.0.1,10.8.0.2 -j SEP",
+        "-A OUTPUT -s localhost -j SEP",
+    ];
+    let comment = "x".repeat(256);
+    let long = format!(
+        "-A SVC -m comment --comment {comment} -m statistic --mode random --probability 0.5 -j SEP"
+    );
+    let (mut valid, mut refused) = (0, 0);
+    for v in variants.iter().copied().chain([long.as_str()]) {
+        let text = format!("{head}{}\n{v}\nCOMMIT\n", learned.join("\n"));
+        if agree(v, &text) {
+            valid += 1;
+            assert!(validate_save(&text).is_some(), "{v}: valid and append-only");
+        } else {
+            refused += 1;
+            assert_eq!(validate_save(&text), None, "{v}");
+        }
+    }
+    eprintln!("shape variants: {valid} valid, {refused} refused");
+    assert!(valid >= 5 && refused >= 20, "{valid} valid, {refused} refused");
+}
