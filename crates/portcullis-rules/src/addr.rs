@@ -159,8 +159,8 @@ impl FromStr for Address {
 
     /// Reads `ADDR`, `ADDR/LEN` or `ADDR/MASK` (IPv4 or IPv6), or a host name.
     fn from_str(s: &str) -> Result<Self, ModelError> {
-        let (host, mask) = match s.split_once('/') {
-            Some((h, m)) => (h, Some(m)),
+        let (host, mask) = match s.bytes().position(|c| c == b'/') {
+            Some(at) => (&s[..at], Some(&s[at + 1..])),
             None => (s, None),
         };
         let Ok(addr) = host.parse::<IpAddr>() else {

@@ -476,8 +476,8 @@ impl NatRange {
     pub fn parse(s: &str, option: &str, family: Family) -> Result<Self, ModelError> {
         let bad = || invalid(option, s, "[ADDR[-ADDR]][:PORT[-PORT][/BASE]]");
         let (addr_part, port_part) = match family {
-            Family::V4 => match s.split_once(':') {
-                Some((a, p)) => (a, Some(p)),
+            Family::V4 => match s.bytes().position(|c| c == b':') {
+                Some(at) => (&s[..at], Some(&s[at + 1..])),
                 None => (s, None),
             },
             Family::V6 => {
@@ -521,9 +521,10 @@ impl NatRange {
         let (ports, base) = match port {
             None => (None, None),
             Some(p) => {
-                let (range, base) = match p.split_once('/') {
-                    Some((r, b)) => {
-                        (r, Some(parse_port(b).ok().filter(|b| *b > 0).ok_or_else(bad)?))
+                let (range, base) = match p.bytes().position(|c| c == b'/') {
+                    Some(at) => {
+                        let b = &p[at + 1..];
+                        (&p[..at], Some(parse_port(b).ok().filter(|b| *b > 0).ok_or_else(bad)?))
                     }
                     None => (p, None),
                 };

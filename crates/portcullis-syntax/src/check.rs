@@ -233,6 +233,18 @@ fn read_chunk<'a>(chunk: &Chunk<'a>, family: Family) -> Option<Vec<Item<'a>>> {
             items.push(Item::Rule { chain: s.chain, jump: s.jump, facts: s.facts });
             continue;
         }
+        if let Some(c) = plain_chain_line(raw) {
+            #[cfg(debug_assertions)]
+            if let (Item::Chain { name, policy }, Pre::Chain(Ok((n, p, _)))) =
+                (&c, pre_line(1, raw, family, &mut Vec::new()))
+            {
+                assert_eq!((*name, *policy), (n, p), "{raw}");
+            } else {
+                panic!("the plain chain line reader accepted what the parser refuses: {raw}");
+            }
+            items.push(c);
+            continue;
+        }
         // Line numbers only serve diagnostics, which the full parser gives.
         let item = match pre_line(1, raw, family, &mut toks) {
             Pre::Skip | Pre::Whitespace => continue,
@@ -286,6 +298,33 @@ fn same_as_full_path(raw: &str, table: TableName, family: Family, s: &crate::sha
         (&*s.chain, s.jump.as_deref(), s.facts),
         "a rule shape disagrees with the full path on: {raw}"
     );
+}
+
+/// A chain line in its plain form, `:NAME POLICY [P:B]` with single spaces, read without
+/// the parser (a kube-proxy dump has tens of thousands); `None` for anything else, which
+/// `pre_line` reads. What `pre_line` accepts of these lines, exactly: its words, counters
+/// of two decimal `u64`s, and whatever follows them (ignored, as there).
+fn plain_chain_line(raw: &str) -> Option<Item<'_>> {
+    let rest = raw.strip_prefix(':')?;
+    if rest.bytes().any(|b| matches!(b, b'\t' | b'\r')) || rest.starts_with(' ') {
+        return None;
+    }
+    let mut words = rest.split(' ');
+    let name = words.next().filter(|n| !n.is_empty())?;
+    let policy = words.next().filter(|p| !p.is_empty())?;
+    if let Some(c) = words.next().filter(|c| !c.is_empty()) {
+        let (p, b) = c.strip_prefix('[')?.strip_suffix(']')?.split_once(':')?;
+        let number = |n: &str| {
+            !n.is_empty() && n.bytes().all(|d| d.is_ascii_digit()) && n.parse::<u64>().is_ok()
+        };
+        if !number(p) || !number(b) {
+            return None;
+        }
+    } else if rest.len() > name.len() + 1 + policy.len() {
+        // More spaces after the policy: leave that to the parser.
+        return None;
+    }
+    Some(Item::Chain { name, policy })
 }
 
 /// `name` as a slice of the line when a bare token of the line spells it.

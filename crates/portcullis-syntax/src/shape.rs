@@ -22,7 +22,10 @@
 //!
 //! Everything else, option names, modules, negations, other values, quoting, stays in
 //! the shape verbatim. A value is free only where the parser reads it as a value (not
-//! an option word, not `!`), so a free value never changes how the rest is read.
+//! an option word, not `!`), so a free value never changes how the rest is read; and
+//! only in the module or target the parser puts it in (`-m`, `-j`, `-g` and their long
+//! forms move that context; a line with one of them glued to its value, `-mtcp`, is not
+//! shaped at all).
 //!
 //! **Invariant** (checked on every hit in debug builds, i.e. in every test): a line that
 //! the shapes accept gets the facts and jump the full path gives.
@@ -177,6 +180,11 @@ impl Shapes {
             let t = &toks[i];
             let next = toks.get(i + 1).filter(|n| is_value(n));
             let opt = if t.quoted { "" } else { &*t.text };
+            // A module, target or goto glued to its letter (`-mtcp`) moves the parser's
+            // context where the tracking below does not follow: not a shape.
+            if let [b'-', b'm' | b'j' | b'g', _, ..] = opt.as_bytes() {
+                return false;
+            }
             let kind = match (opt, next) {
                 (_, None) => None,
                 ("-s" | "-d", _) => Some(Free::Addr),
@@ -201,6 +209,10 @@ impl Shapes {
                 ("-m" | "--match", Some(n)) => module = &n.text,
                 ("-j" | "--jump", Some(n)) => {
                     target = &n.text;
+                    module = "";
+                }
+                ("-g" | "--goto", _) => {
+                    target = "";
                     module = "";
                 }
                 _ => {}

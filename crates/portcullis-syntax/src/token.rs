@@ -57,6 +57,26 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// Skips, eight bytes at a time, the bytes from `i` on that are certainly plain token
+/// bytes (all above `"`, 0x22: the separators, the quote and the carriage return are all
+/// at or below it); stops at or before the first byte that may not be. The exact scan
+/// goes on from there.
+fn skip_plain(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        // The lowest flagged byte is the first one below 0x23 (bytes of 0x80 and above,
+        // UTF-8, are never flagged).
+        let low = x.wrapping_sub(ONES * 0x23) & !x & HIGH;
+        if low != 0 {
+            return i + (low.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i
+}
+
 /// [`tokenize`] into a vector the caller reuses from line to line (cleared first).
 pub(crate) fn tokenize_into<'a>(line: &'a str, tokens: &mut Vec<Token<'a>>) -> TokenNotes {
     tokens.clear();
@@ -74,6 +94,7 @@ pub(crate) fn tokenize_into<'a>(line: &'a str, tokens: &mut Vec<Token<'a>>) -> T
         let start = i;
         // The unquoted head of the token.
         loop {
+            i = skip_plain(bytes, i);
             i += bytes[i..].iter().position(|&b| CLASS[usize::from(b)] != 0).unwrap_or(n - i);
             if i < n && class(i) == CR {
                 notes.carriage_return.get_or_insert(i);
@@ -243,6 +264,17 @@ mod tests {
             proptest::prop_assert_eq!(&toks[0].text, &s);
         }
 
+        /// Against a byte-at-a-time reading of the same rules (no fast paths).
+        #[test]
+        fn tokenize_matches_the_plain_reading(s in "[a-z!#\\- \t\"\\\\\r\u{e9}]{0,40}") {
+            let got: Vec<(String, bool, usize)> = tokenize(&s)
+                .0
+                .into_iter()
+                .map(|t| (t.text.into_owned(), t.quoted, t.offset))
+                .collect();
+            proptest::prop_assert_eq!(got, reference(&s));
+        }
+
         #[test]
         fn tokenize_never_panics(s in "\\PC{0,80}") {
             let _ = tokenize(&s);
@@ -252,6 +284,52 @@ mod tests {
         fn carriage_return_is_the_first_one(s in "[a \"\\\\\r\t]{0,40}") {
             proptest::prop_assert_eq!(tokenize(&s).1.carriage_return, s.find('\r'));
         }
+    }
+
+    /// The rules of [`tokenize`] as a state machine over single bytes.
+    fn reference(line: &str) -> Vec<(String, bool, usize)> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum St {
+            Between,
+            Bare,
+            InQuotes,
+            Escaped,
+        }
+        let mut out: Vec<(Vec<u8>, bool, usize)> = Vec::new();
+        let mut st = St::Between;
+        for (at, &c) in line.as_bytes().iter().enumerate() {
+            let sep = matches!(c, b' ' | b'\t' | b'\n');
+            st = match (st, c) {
+                (St::Between, _) if sep => St::Between,
+                (St::Between, b'"') => {
+                    out.push((Vec::new(), false, at));
+                    St::InQuotes
+                }
+                (St::Between, _) => {
+                    out.push((vec![c], false, at));
+                    St::Bare
+                }
+                (St::Bare, _) if sep => St::Between,
+                (St::Bare, b'"') => St::InQuotes,
+                (St::InQuotes, b'\\') => St::Escaped,
+                (St::InQuotes, b'"') => {
+                    // A closing quote ends the token.
+                    if let Some(last) = out.last_mut() {
+                        last.1 = true;
+                    }
+                    St::Between
+                }
+                (St::Bare | St::InQuotes | St::Escaped, _) => {
+                    if let Some(last) = out.last_mut() {
+                        last.0.push(c);
+                    }
+                    if st == St::Escaped { St::InQuotes } else { st }
+                }
+            };
+        }
+        out.into_iter()
+            .map(|(t, q, at)| (String::from_utf8_lossy(&t).into_owned(), q, at))
+            .collect()
     }
 
     #[test]

@@ -243,6 +243,11 @@ fn rule_shapes_never_accept_what_the_model_refuses() {
         "-A ACCEPT -m comment --comment x -m statistic --mode random --probability 0.5 -j SEP",
         "-A NOPE -m comment --comment x -m statistic --mode random --probability 0.5 -j SEP",
         "-A SVC -m comment --comment x -m statistic --mode random --probability 0.5 -j SVC",
+        // Context moved where the shape does not follow it: glued, goto.
+        "-A SVC -m comment --comment x -mstatistic --mode random --probability 0.5 -j SEP",
+        "-A SVC -m comment --comment x -m statistic --mode random -mfoo --probability 2 -j SEP",
+        "-A SVC -m comment --comment x -m statistic --mode random --probability 0.5 -g SEP",
+        "-A SVC -m comment -g SEP --comment x",
         // Addresses that are not of the family or expand into several rules.
         "-A OUTPUT -s ::1 -j SVC",
         "-A OUTPUT -s 10.8.0.1,10.8.0.2 -j SEP",

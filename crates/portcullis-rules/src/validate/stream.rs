@@ -97,7 +97,8 @@ pub struct TableCheck {
     may_run: Vec<(u32, u8)>,
     invalid: bool,
     rules: usize,
-    /// The chain of the last rule appended, and its id: rules come in runs of one chain.
+    /// The chain of the last rule appended, and its id: rules come in runs of one chain
+    /// (the name's buffer is reused from run to run).
     last: Option<(String, u32)>,
 }
 
@@ -146,7 +147,14 @@ impl TableCheck {
             Some((name, id)) if name == chain => *id,
             _ => {
                 let id = self.id(chain);
-                self.last = Some((chain.to_owned(), id));
+                match &mut self.last {
+                    Some((name, last)) => {
+                        name.clear();
+                        name.push_str(chain);
+                        *last = id;
+                    }
+                    None => self.last = Some((chain.to_owned(), id)),
+                }
                 id
             }
         };

@@ -176,7 +176,13 @@ impl PortRange {
         {
             return Ok(Self::single(p));
         }
-        let Some((a, b)) = s.split_once(sep) else {
+        let split = match u8::try_from(sep) {
+            Ok(b) if sep.is_ascii() => {
+                s.bytes().position(|c| c == b).map(|at| (&s[..at], &s[at + 1..]))
+            }
+            _ => s.split_once(sep),
+        };
+        let Some((a, b)) = split else {
             return parse_port(s).map(Self::single);
         };
         let side = |x: &str| -> Result<u16, ModelError> {
@@ -851,9 +857,17 @@ impl IpRange {
     /// Parses `A` or `A-B` of `family`.
     pub fn parse(s: &str, option: &str, family: Family) -> Result<Self, ModelError> {
         let bad = || invalid(option, s, "an address range A-B of the ruleset's family");
-        let (a, b) = s.split_once('-').unwrap_or((s, s));
-        let lo: IpAddr = a.parse().map_err(|_| bad())?;
-        let hi: IpAddr = b.parse().map_err(|_| bad())?;
+        // (A byte search, and one parse for a single address: this runs for every
+        // `--to-destination` of a kube-proxy-sized ruleset.)
+        let (lo, hi): (IpAddr, IpAddr) = match s.bytes().position(|c| c == b'-') {
+            Some(at) => {
+                (s[..at].parse().map_err(|_| bad())?, s[at + 1..].parse().map_err(|_| bad())?)
+            }
+            None => {
+                let ip = s.parse().map_err(|_| bad())?;
+                (ip, ip)
+            }
+        };
         if lo.is_ipv4() != (family == Family::V4) || hi.is_ipv4() != lo.is_ipv4() {
             return Err(bad());
         }
