@@ -194,9 +194,20 @@ impl ChainName {
     /// The longest name the kernel takes, in bytes.
     pub const MAX_LEN: usize = 28;
 
-    /// Checks `name` and wraps it.
-    pub fn new(name: &str) -> Result<Self, ModelError> {
-        let reason = if name.is_empty() {
+    /// Whether `name` is a valid chain name ([`ChainName::new`] without the copy).
+    ///
+    /// ```
+    /// use portcullis_rules::ChainName;
+    /// assert!(ChainName::is_valid("KUBE-SVC-PNT3R5FHIFIEO2S7"));
+    /// assert!(!ChainName::is_valid("ACCEPT") && !ChainName::is_valid("-x"));
+    /// ```
+    pub fn is_valid(name: &str) -> bool {
+        Self::problem(name).is_none()
+    }
+
+    /// What is wrong with `name` as a chain name, if anything.
+    fn problem(name: &str) -> Option<&'static str> {
+        if name.is_empty() {
             Some("empty")
         } else if name.len() > Self::MAX_LEN {
             Some("too long (must be under 29 chars)")
@@ -208,8 +219,12 @@ impl ChainName {
             Some("may not clash with target name")
         } else {
             None
-        };
-        match reason {
+        }
+    }
+
+    /// Checks `name` and wraps it.
+    pub fn new(name: &str) -> Result<Self, ModelError> {
+        match Self::problem(name) {
             Some(reason) => Err(ModelError::new(ModelErrorKind::InvalidChainName {
                 name: name.to_owned(),
                 reason,

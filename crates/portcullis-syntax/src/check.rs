@@ -82,11 +82,17 @@ fn validate_bytes_as(text: &[u8], family: Family) -> Option<SaveSummary> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
     let mut fold = Fold::new(family);
     if threads < 2 || chunks.len() < 2 {
+        let (mut shapes, mut items) = (Shapes::default(), Vec::new());
         for c in &chunks {
-            fold.items(read_chunk(c, family)?)?;
+            read_chunk(c, family, &mut shapes, &mut items)?;
+            fold.items(&mut items)?;
         }
         return fold.finish();
     }
+    // Item vectors go back and forth between the workers and the fold, so that the
+    // memory they take is faulted in once (a fresh vector a chunk made a fifth of the
+    // run the kernel zeroing pages).
+    let pool: Mutex<Vec<Vec<Item<'_>>>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
     // How many chunks the fold has taken: workers stay at most `AHEAD` chunks in front of
     // it, so that memory stays flat whatever the relative speeds.
@@ -96,8 +102,9 @@ fn validate_bytes_as(text: &[u8], family: Family) -> Option<SaveSummary> {
         let (tx, rx) = mpsc::channel::<(usize, Option<Vec<Item<'_>>>)>();
         for _ in 0..threads.min(chunks.len()) {
             let tx = tx.clone();
-            let (next, chunks, folded, stop) = (&next, &chunks, &folded, &stop);
+            let (next, chunks, folded, stop, pool) = (&next, &chunks, &folded, &stop, &pool);
             scope.spawn(move || {
+                let mut shapes = Shapes::default();
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(c) = chunks.get(k) else { break };
@@ -111,7 +118,12 @@ fn validate_bytes_as(text: &[u8], family: Family) -> Option<SaveSummary> {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let items = read_chunk(c, family);
+                    let mut buf = pool
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .pop()
+                        .unwrap_or_default();
+                    let items = read_chunk(c, family, &mut shapes, &mut buf).map(|()| buf);
                     let bad = items.is_none();
                     if tx.send((k, items)).is_err() || bad {
                         break;
@@ -132,10 +144,15 @@ fn validate_bytes_as(text: &[u8], family: Family) -> Option<SaveSummary> {
         for (k, items) in rx {
             pending.insert(k, items);
             while let Some(items) = pending.remove(&want) {
-                if items.and_then(|items| fold.items(items)).is_none() {
+                let Some(mut items) = items else {
+                    halt();
+                    return None;
+                };
+                if fold.items(&mut items).is_none() {
                     halt();
                     return None;
                 }
+                pool.lock().unwrap_or_else(PoisonError::into_inner).push(items);
                 want += 1;
                 let (lock, cv) = &folded;
                 *lock.lock().unwrap_or_else(PoisonError::into_inner) = want;
@@ -151,7 +168,7 @@ fn validate_bytes_as(text: &[u8], family: Family) -> Option<SaveSummary> {
 }
 
 /// How many chunks workers may read ahead of the fold.
-const AHEAD: usize = 6;
+const AHEAD: usize = 16;
 
 /// A piece of the text that starts at a line start, with the table in force there.
 struct Chunk<'a> {
@@ -201,21 +218,26 @@ enum Item<'a> {
     Table(TableName),
     /// `COMMIT`.
     Commit,
-    /// A chain line.
-    Chain { name: &'a str, policy: &'a str },
+    /// A chain line, checked on its own (see [`chain_item`]): its name and whether it
+    /// names a builtin chain of the table.
+    Chain { name: &'a str, builtin: bool },
     /// An `-A` line: its chain, the chain it jumps or goes to, and what its check found.
     Rule { chain: Cow<'a, str>, jump: Option<Cow<'a, str>>, facts: RuleFacts },
 }
 
 /// Reads a chunk's lines; `None` when one of them is refused or is a command the stream
 /// does not run.
-fn read_chunk<'a>(chunk: &Chunk<'a>, family: Family) -> Option<Vec<Item<'a>>> {
+fn read_chunk<'a>(
+    chunk: &Chunk<'a>,
+    family: Family,
+    shapes: &mut Shapes,
+    items: &mut Vec<Item<'a>>,
+) -> Option<()> {
     let mut table = chunk.table;
     // Cut at line ends, so each chunk is UTF-8 exactly when the whole text is.
     let text = std::str::from_utf8(chunk.text).ok()?;
-    let mut items = Vec::with_capacity(text.len() / 64);
+    items.clear();
     let mut toks = Vec::with_capacity(24);
-    let mut shapes = Shapes::default();
     let bytes = text.as_bytes();
     let mut start = 0;
     let lines = memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len()));
@@ -233,16 +255,14 @@ fn read_chunk<'a>(chunk: &Chunk<'a>, family: Family) -> Option<Vec<Item<'a>>> {
             items.push(Item::Rule { chain: s.chain, jump: s.jump, facts: s.facts });
             continue;
         }
-        if let Some(c) = plain_chain_line(raw) {
+        if let Some((name, policy)) = plain_chain_line(raw) {
             #[cfg(debug_assertions)]
-            if let (Item::Chain { name, policy }, Pre::Chain(Ok((n, p, _)))) =
-                (&c, pre_line(1, raw, family, &mut Vec::new()))
-            {
-                assert_eq!((*name, *policy), (n, p), "{raw}");
+            if let Pre::Chain(Ok((n, p, _))) = pre_line(1, raw, family, &mut Vec::new()) {
+                assert_eq!((name, policy), (n, p), "{raw}");
             } else {
                 panic!("the plain chain line reader accepted what the parser refuses: {raw}");
             }
-            items.push(c);
+            items.push(chain_item(table, name, policy)?);
             continue;
         }
         // Line numbers only serve diagnostics, which the full parser gives.
@@ -256,7 +276,7 @@ fn read_chunk<'a>(chunk: &Chunk<'a>, family: Family) -> Option<Vec<Item<'a>>> {
             Pre::Commit => Item::Commit,
             Pre::Chain(c) => {
                 let (name, policy, _) = c.ok()?;
-                Item::Chain { name, policy }
+                chain_item(table, name, policy)?
             }
             Pre::Command(c) => match &*c.ok()?.0 {
                 Command::Append { chain, rule } => {
@@ -278,7 +298,7 @@ fn read_chunk<'a>(chunk: &Chunk<'a>, family: Family) -> Option<Vec<Item<'a>>> {
         };
         items.push(item);
     }
-    Some(items)
+    Some(())
 }
 
 /// The invariant of [`crate::shape`], checked on every line the shapes accept in debug
@@ -304,7 +324,7 @@ fn same_as_full_path(raw: &str, table: TableName, family: Family, s: &crate::sha
 /// the parser (a kube-proxy dump has tens of thousands); `None` for anything else, which
 /// `pre_line` reads. What `pre_line` accepts of these lines, exactly: its words, counters
 /// of two decimal `u64`s, and whatever follows them (ignored, as there).
-fn plain_chain_line(raw: &str) -> Option<Item<'_>> {
+fn plain_chain_line(raw: &str) -> Option<(&str, &str)> {
     let rest = raw.strip_prefix(':')?;
     if rest.bytes().any(|b| matches!(b, b'\t' | b'\r')) || rest.starts_with(' ') {
         return None;
@@ -324,7 +344,20 @@ fn plain_chain_line(raw: &str) -> Option<Item<'_>> {
         // More spaces after the policy: leave that to the parser.
         return None;
     }
-    Some(Item::Chain { name, policy })
+    Some((name, policy))
+}
+
+/// A chain line of `table` checked on its own, on the worker: a builtin chain's policy, a
+/// user chain's name. `None` when it is refused (or no table is open: the fold refuses
+/// that line too).
+fn chain_item<'a>(table: Option<TableName>, name: &'a str, policy: &str) -> Option<Item<'a>> {
+    let builtin = table?.is_builtin(name);
+    let ok = if builtin {
+        policy == "-" || policy.parse::<Policy>().is_ok()
+    } else {
+        ChainName::is_valid(name)
+    };
+    ok.then_some(Item::Chain { name, builtin })
 }
 
 /// `name` as a slice of the line when a bare token of the line spells it.
@@ -350,8 +383,9 @@ impl Fold {
         Self { family, open: None, done: BTreeMap::new() }
     }
 
-    fn items(&mut self, items: Vec<Item<'_>>) -> Option<()> {
-        for item in items {
+    /// Folds `items` in, leaving the vector empty for reuse.
+    fn items(&mut self, items: &mut Vec<Item<'_>>) -> Option<()> {
+        for item in items.drain(..) {
             match item {
                 Item::Table(t) => {
                     if self.open.is_some() {
@@ -364,15 +398,9 @@ impl Fold {
                     // A later block of the same table replaces this one, as in the kernel.
                     self.done.insert(t, check.finish()?);
                 }
-                Item::Chain { name, policy } => {
-                    let (t, check) = self.open.as_mut()?;
-                    let builtin = t.is_builtin(name);
-                    let ok = if builtin {
-                        policy == "-" || policy.parse::<Policy>().is_ok()
-                    } else {
-                        ChainName::new(name).is_ok()
-                    };
-                    if !ok || !check.declare(name, builtin) {
+                Item::Chain { name, builtin } => {
+                    let (_, check) = self.open.as_mut()?;
+                    if !check.declare(name, builtin) {
                         return None;
                     }
                 }

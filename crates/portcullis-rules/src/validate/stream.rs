@@ -66,6 +66,30 @@ pub fn rule_facts<'r>(
     (RuleFacts { invalid: !errors.is_empty(), may_run, goto }, jump)
 }
 
+/// A name of at most [`Inline::MAX`] bytes, stored in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Inline {
+    len: u8,
+    bytes: [u8; Inline::MAX],
+}
+
+impl Inline {
+    /// Room for every name the kernel takes (`ChainName::MAX_LEN`, 28) and a little more.
+    const MAX: usize = 31;
+
+    fn new(name: &str) -> Option<Self> {
+        let len = u8::try_from(name.len()).ok().filter(|&l| usize::from(l) <= Self::MAX)?;
+        let mut bytes = [0u8; Self::MAX];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Some(Self { len, bytes })
+    }
+
+    fn as_str(&self) -> &str {
+        // Copied from a `&str` whole, so always UTF-8.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
 /// What a name of the table is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -89,7 +113,10 @@ enum Kind {
 #[derive(Debug)]
 pub struct TableCheck {
     table: TableName,
-    ids: FastMap<String, u32>,
+    /// Chain ids by name: names of up to [`Inline::MAX`] bytes (every valid chain name)
+    /// held in the table itself, so a lookup touches no other memory; longer ones apart.
+    ids: FastMap<Inline, u32>,
+    long_ids: FastMap<String, u32>,
     kinds: Vec<Kind>,
     /// (from chain, to name, goto).
     edges: Vec<(u32, u32, bool)>,
@@ -108,6 +135,7 @@ impl TableCheck {
         Self {
             table,
             ids: FastMap::default(),
+            long_ids: FastMap::default(),
             kinds: Vec::new(),
             edges: Vec::new(),
             may_run: Vec::new(),
@@ -118,12 +146,17 @@ impl TableCheck {
     }
 
     fn id(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.ids.get(name) {
-            return id;
+        let next = u32::try_from(self.kinds.len()).unwrap_or(u32::MAX);
+        let id = match Inline::new(name) {
+            Some(k) => *self.ids.entry(k).or_insert(next),
+            None => match self.long_ids.get(name) {
+                Some(&id) => id,
+                None => *self.long_ids.entry(name.to_owned()).or_insert(next),
+            },
+        };
+        if id == next {
+            self.kinds.push(Kind::Unknown);
         }
-        let id = u32::try_from(self.kinds.len()).unwrap_or(u32::MAX);
-        self.ids.insert(name.to_owned(), id);
-        self.kinds.push(Kind::Unknown);
         id
     }
 
@@ -185,6 +218,9 @@ impl TableCheck {
         }
         let mut names: Vec<&str> = vec![""; self.kinds.len()];
         for (name, &id) in &self.ids {
+            names[id as usize] = name.as_str();
+        }
+        for (name, &id) in &self.long_ids {
             names[id as usize] = name;
         }
         // Jumps: to a user chain, or (a jump, not a goto) to a third-party target.
