@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError, mpsc};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use portcullis_rules::{
     ChainName, Command, Family, Policy, RuleFacts, TableCheck, TableName, rule_facts,
@@ -89,28 +89,35 @@ fn validate_bytes_as(text: &[u8], family: Family) -> Option<SaveSummary> {
         }
         return fold.finish();
     }
-    // Item vectors go back and forth between the workers and the fold, so that the
-    // memory they take is faulted in once (a fresh vector a chunk made a fifth of the
-    // run the kernel zeroing pages).
-    let pool: Mutex<Vec<Vec<Item<'_>>>> = Mutex::new(Vec::new());
+    // The workers fold too: after reading a chunk, a worker takes the fold and folds
+    // every chunk that is next in line, so no third thread competes for the cores.
+    // Item vectors go back to a pool once folded, so that their memory is faulted in
+    // once (a fresh vector a chunk made a fifth of the run the kernel zeroing pages).
+    let queue: Mutex<Queue<'_>> = Mutex::new(Queue::default());
+    let folder = Mutex::new((fold, 0usize));
     let next = AtomicUsize::new(0);
-    // How many chunks the fold has taken: workers stay at most `AHEAD` chunks in front of
-    // it, so that memory stays flat whatever the relative speeds.
+    // How many chunks are folded: workers stay at most `AHEAD` chunks in front of it, so
+    // that memory stays flat whatever the relative speeds.
     let folded = (Mutex::new(0usize), Condvar::new());
     let stop = AtomicBool::new(false);
-    let verdict = std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<(usize, Option<Vec<Item<'_>>>)>();
+    let halt = || {
+        stop.store(true, Ordering::Relaxed);
+        let (lock, cv) = &folded;
+        drop(lock.lock().unwrap_or_else(PoisonError::into_inner));
+        cv.notify_all();
+    };
+    std::thread::scope(|scope| {
         for _ in 0..threads.min(chunks.len()) {
-            let tx = tx.clone();
-            let (next, chunks, folded, stop, pool) = (&next, &chunks, &folded, &stop, &pool);
+            let (next, chunks, folded, stop) = (&next, &chunks, &folded, &stop);
+            let (queue, folder, halt) = (&queue, &folder, &halt);
             scope.spawn(move || {
                 let mut shapes = Shapes::default();
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(c) = chunks.get(k) else { break };
                     {
-                        let (lock, cv) = folded;
-                        let mut done = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                        let (count, cv) = folded;
+                        let mut done = lock(count);
                         while k >= *done + AHEAD && !stop.load(Ordering::Relaxed) {
                             done = cv.wait(done).unwrap_or_else(PoisonError::into_inner);
                         }
@@ -118,53 +125,59 @@ fn validate_bytes_as(text: &[u8], family: Family) -> Option<SaveSummary> {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let mut buf = pool
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .pop()
-                        .unwrap_or_default();
+                    let mut buf = lock(queue).pool.pop().unwrap_or_default();
                     let items = read_chunk(c, family, &mut shapes, &mut buf).map(|()| buf);
                     let bad = items.is_none();
-                    if tx.send((k, items)).is_err() || bad {
+                    lock(queue).read.insert(k, items);
+                    // Fold what is next in line: this chunk, the ones it was waiting for,
+                    // or nothing. Whoever adds the chunk a gap waited for folds past it.
+                    let mut f = lock(folder);
+                    let (fold, taken) = &mut *f;
+                    loop {
+                        // (Its own statement: the queue's lock must not live on into the
+                        // body, which takes it again.)
+                        let ready = lock(queue).read.remove(taken);
+                        let Some(items) = ready else { break };
+                        let Some(mut items) = items else {
+                            halt();
+                            break;
+                        };
+                        if fold.items(&mut items).is_none() {
+                            halt();
+                            break;
+                        }
+                        lock(queue).pool.push(items);
+                        *taken += 1;
+                        let (count, cv) = folded;
+                        *lock(count) = *taken;
+                        cv.notify_all();
+                    }
+                    drop(f);
+                    if bad {
                         break;
                     }
                 }
             });
         }
-        drop(tx);
-        let halt = || {
-            stop.store(true, Ordering::Relaxed);
-            let (lock, cv) = &folded;
-            drop(lock.lock().unwrap_or_else(PoisonError::into_inner));
-            cv.notify_all();
-        };
-        // Fold in chunk order; chunks that arrive early wait in `pending`.
-        let mut pending = BTreeMap::new();
-        let mut want = 0;
-        for (k, items) in rx {
-            pending.insert(k, items);
-            while let Some(items) = pending.remove(&want) {
-                let Some(mut items) = items else {
-                    halt();
-                    return None;
-                };
-                if fold.items(&mut items).is_none() {
-                    halt();
-                    return None;
-                }
-                pool.lock().unwrap_or_else(PoisonError::into_inner).push(items);
-                want += 1;
-                let (lock, cv) = &folded;
-                *lock.lock().unwrap_or_else(PoisonError::into_inner) = want;
-                cv.notify_all();
-            }
-        }
-        Some(want)
     });
-    if verdict != Some(chunks.len()) {
+    let (fold, taken) = folder.into_inner().unwrap_or_else(PoisonError::into_inner);
+    if stop.load(Ordering::Relaxed) || taken != chunks.len() {
         return None;
     }
     fold.finish()
+}
+
+/// Locks `m`; a poisoned lock (a worker panicked, which it does not) is taken as it is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Chunks read and not folded yet (`None` for a chunk not shown valid), and emptied item
+/// vectors for reuse.
+#[derive(Default)]
+struct Queue<'a> {
+    read: BTreeMap<usize, Option<Vec<Item<'a>>>>,
+    pool: Vec<Vec<Item<'a>>>,
 }
 
 /// How many chunks workers may read ahead of the fold.

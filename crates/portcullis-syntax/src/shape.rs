@@ -63,30 +63,41 @@ struct Known {
     jump: Option<Box<str>>,
 }
 
-/// FNV-1a over the shape's bytes: short keys, no need for SipHash's defence (the table
-/// is bounded and per worker).
+/// A word-at-a-time multiplicative hash of the shape's bytes (FxHash's step): keys are
+/// a hundred bytes or more, hashed once a rule; no need for SipHash's defence (the table
+/// is bounded and per worker, and a collision only costs a key comparison).
 #[derive(Default)]
-struct Fnv(u64);
+struct WordHash(u64);
 
-impl Hasher for Fnv {
+impl WordHash {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for WordHash {
     fn finish(&self) -> u64 {
         self.0
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.add(u64::from_le_bytes(w.try_into().unwrap_or_default()));
         }
-        self.0 = h;
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
     }
 }
 
 /// The shapes one worker has seen, and its scratch buffers.
 #[derive(Default)]
 pub(crate) struct Shapes {
-    known: HashMap<Vec<u8>, Known, BuildHasherDefault<Fnv>>,
+    known: HashMap<Vec<u8>, Known, BuildHasherDefault<WordHash>>,
     key: Vec<u8>,
     free: Vec<(Free, usize)>,
 }
