@@ -20,7 +20,6 @@ mod stream;
 
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::Family;
 use crate::addr::Protocol;
@@ -121,49 +120,10 @@ fn validate_table(table: &Table, family: Family, errors: &mut Vec<ModelError>) {
     find_loops(&chains, errors);
 }
 
-/// A word-at-a-time multiplicative hash (the rustc/Firefox "Fx" hash) for chain names:
-/// they are short and not attacker-chosen in a way that matters here (a hostile file only
-/// slows its own validation), and SipHash cost a tenth of validating a kube-proxy-sized
-/// table.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl FxHasher {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
-        }
-    }
-
-    fn write_u8(&mut self, b: u8) {
-        self.add(u64::from(b));
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// Chain names are hashed with the rustc/Firefox "Fx" hash: they are short and not
+/// attacker-chosen in a way that matters here (a hostile file only slows its own
+/// validation), and SipHash cost a tenth of validating a kube-proxy-sized table.
+type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// The chains of a table by name, for lookups in constant time (a kube-proxy ruleset has
 /// thousands of chains).

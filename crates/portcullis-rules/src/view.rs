@@ -28,7 +28,7 @@ pub use self::values::{
     parse_u32, service_name, service_port,
 };
 use crate::Family;
-use crate::addr::{Address, Protocol};
+use crate::addr::{Address, Protocol, split_once_byte};
 use crate::error::{ModelError, ModelErrorKind, invalid};
 use crate::names::{ChainName, is_target_name};
 use crate::rule::{Action, Match, Negatable, Opt, Target};
@@ -476,8 +476,8 @@ impl NatRange {
     pub fn parse(s: &str, option: &str, family: Family) -> Result<Self, ModelError> {
         let bad = || invalid(option, s, "[ADDR[-ADDR]][:PORT[-PORT][/BASE]]");
         let (addr_part, port_part) = match family {
-            Family::V4 => match s.bytes().position(|c| c == b':') {
-                Some(at) => (&s[..at], Some(&s[at + 1..])),
+            Family::V4 => match split_once_byte(s, b':') {
+                Some((a, p)) => (a, Some(p)),
                 None => (s, None),
             },
             Family::V6 => {
@@ -521,10 +521,9 @@ impl NatRange {
         let (ports, base) = match port {
             None => (None, None),
             Some(p) => {
-                let (range, base) = match p.bytes().position(|c| c == b'/') {
-                    Some(at) => {
-                        let b = &p[at + 1..];
-                        (&p[..at], Some(parse_port(b).ok().filter(|b| *b > 0).ok_or_else(bad)?))
+                let (range, base) = match split_once_byte(p, b'/') {
+                    Some((r, b)) => {
+                        (r, Some(parse_port(b).ok().filter(|b| *b > 0).ok_or_else(bad)?))
                     }
                     None => (p, None),
                 };

@@ -5,24 +5,33 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use portcullis_scan::engine::{Engine, EngineConfig, Target};
+use portcullis_scan::engine::{Engine, EngineConfig, Probe, Target};
 use portcullis_scan::ports::top_ports;
 use portcullis_scan::state::{Protocol, ScanType};
 use portcullis_scan::testing::{Behavior, SimTarget, run_simulated, summary};
 use portcullis_scan::timing::Timing;
 
+/// The rig's target seen from the scanner.
+const TARGET: &str = "198.18.0.2";
+
 fn engine(scan_type: ScanType, ports: Vec<u16>, seed: u64) -> Engine {
+    engine_timed(scan_type, ports, Timing::template(3), seed)
+}
+
+fn engine_timed(scan_type: ScanType, ports: Vec<u16>, timing: Timing, seed: u64) -> Engine {
     let cfg = EngineConfig {
         scan_type,
-        targets: vec![Target {
-            addr: "198.18.0.2".parse().unwrap(),
-            src: "198.18.0.1".parse().unwrap(),
-        }],
+        targets: vec![Target { addr: TARGET.parse().unwrap(), src: "198.18.0.1".parse().unwrap() }],
         ports,
-        timing: Timing::template(3),
+        timing,
         seed,
     };
     Engine::new(cfg).unwrap()
+}
+
+/// The probes of pass 1, all sent at the scan's start.
+fn first_pass(e: &mut Engine) -> Vec<Probe> {
+    std::iter::from_fn(|| e.poll_transmit(Duration::ZERO)).collect()
 }
 
 const SYN_EXPECT: &str = "22/tcp open syn-ack\n25/tcp closed reset\n80/tcp open syn-ack\n110/tcp filtered port-unreach\n113/tcp filtered admin-prohibited\n443/tcp closed reset\n94 filtered no-response\n";
@@ -175,21 +184,11 @@ fn lost_probes_are_retried_in_later_passes() {
 fn connect_outcomes() {
     use portcullis_scan::engine::ConnectOutcome;
     use portcullis_scan::state::{IcmpKind, Reason};
-    let target: IpAddr = "198.18.0.2".parse().unwrap();
-    let cfg = EngineConfig {
-        scan_type: ScanType::Connect,
-        targets: vec![Target { addr: target, src: "198.18.0.1".parse().unwrap() }],
-        ports: vec![22, 25, 110, 113, 9999, 10000],
-        timing: Timing::template(4),
-        seed: 6,
-    };
-    let mut e = Engine::new(cfg).unwrap();
+    let target: IpAddr = TARGET.parse().unwrap();
+    let ports = vec![22, 25, 110, 113, 9999, 10000];
+    let mut e = engine_timed(ScanType::Connect, ports, Timing::template(4), 6);
     let now = Duration::from_millis(1);
-    let mut probes = Vec::new();
-    while let Some(p) = e.poll_transmit(Duration::ZERO) {
-        probes.push(p);
-    }
-    for p in &probes {
+    for p in &first_pass(&mut e) {
         let icmp = |icmp_type, code| ConnectOutcome::Icmp {
             kind: IcmpKind { v6: false, icmp_type, code },
             from: target,
@@ -224,19 +223,9 @@ fn connect_outcomes() {
 fn connect_late_answer_to_a_timed_out_try() {
     use portcullis_scan::engine::ConnectOutcome;
     use portcullis_scan::state::IcmpKind;
-    let target: IpAddr = "198.18.0.2".parse().unwrap();
-    let cfg = EngineConfig {
-        scan_type: ScanType::Connect,
-        targets: vec![Target { addr: target, src: "198.18.0.1".parse().unwrap() }],
-        ports: vec![22, 110, 9999],
-        timing: Timing::template(3),
-        seed: 3,
-    };
-    let mut e = Engine::new(cfg).unwrap();
-    let mut first = Vec::new();
-    while let Some(p) = e.poll_transmit(Duration::ZERO) {
-        first.push(p);
-    }
+    let target: IpAddr = TARGET.parse().unwrap();
+    let mut e = engine(ScanType::Connect, vec![22, 110, 9999], 3);
+    let first = first_pass(&mut e);
     assert_eq!(first.len(), 3);
     let late_110 = *first.iter().find(|p| p.dst_port == 110).unwrap();
     let mut t = Duration::from_millis(1);
@@ -279,10 +268,7 @@ fn icmp_quoting_another_udp_port_is_ignored() {
     let (target, us): (IpAddr, IpAddr) =
         ("198.18.0.2".parse().unwrap(), "198.18.0.1".parse().unwrap());
     let mut e = engine(ScanType::Udp, vec![7, 53], 1);
-    let mut probes = Vec::new();
-    while let Some(p) = e.poll_transmit(Duration::ZERO) {
-        probes.push(p);
-    }
+    let probes = first_pass(&mut e);
     let p = probes.iter().find(|p| p.dst_port == 53).expect("a probe to 53");
     let mut seg = [0u8; 512];
     let n = p.emit(&mut seg).expect("a datagram");

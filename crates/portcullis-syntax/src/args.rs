@@ -102,11 +102,11 @@ fn long_base(name: &str) -> Option<char> {
     })
 }
 
-fn is_option_token(t: &Token<'_>) -> bool {
+pub(crate) fn is_option_token(t: &Token<'_>) -> bool {
     !t.quoted && t.text.len() > 1 && t.text.starts_with('-')
 }
 
-fn is_bang(t: &Token<'_>) -> bool {
+pub(crate) fn is_bang(t: &Token<'_>) -> bool {
     !t.quoted && t.text == "!"
 }
 

@@ -26,8 +26,8 @@ use portcullis_rules::{
     ChainName, Command, Family, Policy, RuleFacts, TableCheck, TableName, rule_facts,
 };
 
-use crate::save::{Pre, pre_line, sniff_family};
-use crate::shape::Shapes;
+use crate::save::{Pre, pre_line, pre_tokenized, sniff_family};
+use crate::shape::{Lookup, Shapes};
 use crate::token::{Token, TokenNotes, tokenize_into};
 
 /// What [`validate_save`] says of a valid file.
@@ -102,8 +102,8 @@ fn validate_bytes_as(text: &[u8], family: Family) -> Option<SaveSummary> {
     let stop = AtomicBool::new(false);
     let halt = || {
         stop.store(true, Ordering::Relaxed);
-        let (lock, cv) = &folded;
-        drop(lock.lock().unwrap_or_else(PoisonError::into_inner));
+        let (count, cv) = &folded;
+        drop(lock(count));
         cv.notify_all();
     };
     std::thread::scope(|scope| {
@@ -257,16 +257,25 @@ fn read_chunk<'a>(
     for end in lines {
         let raw = &text[start..end];
         start = end + 1;
-        // A rule of a shape already shown valid is checked by its free values alone.
+        // A rule of a shape already shown valid is checked by its free values alone; a
+        // rule of a new shape keeps its tokens and its shape for the full path.
+        let mut tokenized = false;
+        let mut miss = None;
         if let Some(t) = table
             && raw.starts_with("-A ")
             && tokenize_into(raw, &mut toks) == TokenNotes::default()
-            && let Some(s) = shapes.check(t, family, &toks)
         {
-            #[cfg(debug_assertions)]
-            same_as_full_path(raw, t, family, &s);
-            items.push(Item::Rule { chain: s.chain, jump: s.jump, facts: s.facts });
-            continue;
+            tokenized = true;
+            match shapes.check(t, family, &toks) {
+                Lookup::Hit(s) => {
+                    #[cfg(debug_assertions)]
+                    same_as_full_path(raw, t, family, &s);
+                    items.push(Item::Rule { chain: s.chain, jump: s.jump, facts: s.facts });
+                    continue;
+                }
+                Lookup::Miss(m) => miss = Some(m),
+                Lookup::Unshaped => {}
+            }
         }
         if let Some((name, policy)) = plain_chain_line(raw) {
             #[cfg(debug_assertions)]
@@ -279,7 +288,12 @@ fn read_chunk<'a>(
             continue;
         }
         // Line numbers only serve diagnostics, which the full parser gives.
-        let item = match pre_line(1, raw, family, &mut toks) {
+        let pre = if tokenized {
+            pre_tokenized(1, raw, family, &toks)
+        } else {
+            pre_line(1, raw, family, &mut toks)
+        };
+        let item = match pre {
             Pre::Skip | Pre::Whitespace => continue,
             Pre::Table(t) => {
                 let t = t.ok()?;
@@ -297,7 +311,9 @@ fn read_chunk<'a>(
                     if facts.is_invalid() {
                         return None;
                     }
-                    shapes.learn(table?, family, &toks, facts, jump);
+                    if let Some(m) = miss {
+                        shapes.learn(m, &toks, facts, jump);
+                    }
                     // The names, borrowed from the text when they were written bare (the
                     // model's copies are freed here, on this thread).
                     Item::Rule {
@@ -347,9 +363,8 @@ fn plain_chain_line(raw: &str) -> Option<(&str, &str)> {
     let policy = words.next().filter(|p| !p.is_empty())?;
     if let Some(c) = words.next().filter(|c| !c.is_empty()) {
         let (p, b) = c.strip_prefix('[')?.strip_suffix(']')?.split_once(':')?;
-        let number = |n: &str| {
-            !n.is_empty() && n.bytes().all(|d| d.is_ascii_digit()) && n.parse::<u64>().is_ok()
-        };
+        // Digits only (`parse` would take a `+`), and within `u64`.
+        let number = |n: &str| n.bytes().all(|d| d.is_ascii_digit()) && n.parse::<u64>().is_ok();
         if !number(p) || !number(b) {
             return None;
         }

@@ -332,14 +332,37 @@ pub(crate) fn pre_line<'a>(
     if toks.is_empty() {
         return Pre::Whitespace;
     }
+    command_line(&line, base, prefix, toks, family)
+}
+
+/// [`pre_line`] of a command line whose tokens the caller already has: `raw` starts with
+/// `-` (no `[p:b]` prefix), and `toks` is its tokenizing, which noted no carriage return
+/// and no open quote.
+pub(crate) fn pre_tokenized<'a>(
+    no: u32,
+    raw: &'a str,
+    family: Family,
+    toks: &[Token<'_>],
+) -> Pre<'a> {
+    command_line(&Line { no, text: raw }, 0, None, toks, family)
+}
+
+/// The command of a tokenized command line (after its `[p:b]` prefix of `base` bytes).
+fn command_line<'a>(
+    line: &Line<'a>,
+    base: usize,
+    prefix: Option<Counters>,
+    toks: &[Token<'_>],
+    family: Family,
+) -> Pre<'a> {
     let Parsed { family: only, mut command, .. } = match parse_args(toks, true) {
         Ok(p) => p,
-        Err((at, kind)) => return Pre::Command(Err(tok_err(&line, base, toks, at, kind))),
+        Err((at, kind)) => return Pre::Command(Err(tok_err(line, base, toks, at, kind))),
     };
     if only.is_some_and(|f| f != family) {
         return Pre::Skip;
     }
-    set_origin(&mut command, no);
+    set_origin(&mut command, line.no);
     if let Some(c) = prefix
         && let Command::Append { rule, .. }
         | Command::Insert { rule, .. }
@@ -347,7 +370,7 @@ pub(crate) fn pre_line<'a>(
     {
         rule.counters = Some(c);
     }
-    let err_byte = toks.get(1).map_or(raw.trim_end().len(), |t| base + t.offset);
+    let err_byte = toks.get(1).map_or(line.text.trim_end().len(), |t| base + t.offset);
     Pre::Command(Ok((Box::new(command), err_byte)))
 }
 

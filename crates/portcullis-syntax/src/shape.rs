@@ -12,13 +12,13 @@
 //!
 //! | value | where | test |
 //! |---|---|---|
-//! | the chain of `-A` | always | the shape test of `parse_args` (not empty, at most 28 bytes, no leading `-`/`!`, no whitespace), and no target name; the shape keeps the name of a builtin chain, since the facts depend on which |
+//! | the chain of `-A` | always | a valid chain name (`ChainName::is_valid`: stricter than the shape test of `parse_args` by the target names); the shape keeps the name of a builtin chain, since the facts depend on which |
 //! | `-s`, `-d` | always | only `0-9 . /`; an `Address` of the file's family (no host name, no comma list, which expands into several rules) |
 //! | `--comment` | in `-m comment` | at most 255 bytes |
 //! | `--dport` | in `-m tcp`, `-m udp` | one to five digits, a `PortRange` |
 //! | `--probability` | in `-m statistic` | digits and `.`, a number from 0 to 1 |
 //! | `--to-destination` | after `-j DNAT` | a `NatRange` of the family; whether it holds ports is part of the shape |
-//! | the chain of `-j` | the last token | not a target name (so a jump to a chain), no leading `-`/`!`, no whitespace |
+//! | the chain of `-j` | the last token | a valid chain name (`ChainName::is_valid`; so not a target name: a jump to a chain) |
 //!
 //! Everything else, option names, modules, negations, other values, quoting, stays in
 //! the shape verbatim. A value is free only where the parser reads it as a value (not
@@ -32,12 +32,12 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
 
 use portcullis_rules::view::{NatRange, PortRange};
 use portcullis_rules::{Address, ChainName, Family, RuleFacts, TableName, is_target_name};
 
+use crate::args::{is_bang, is_option_token};
 use crate::token::Token;
 
 /// At most this many shapes are remembered per worker (a kube-proxy dump has a few dozen;
@@ -63,41 +63,12 @@ struct Known {
     jump: Option<Box<str>>,
 }
 
-/// A word-at-a-time multiplicative hash of the shape's bytes (FxHash's step): keys are
-/// a hundred bytes or more, hashed once a rule; no need for SipHash's defence (the table
-/// is bounded and per worker, and a collision only costs a key comparison).
-#[derive(Default)]
-struct WordHash(u64);
-
-impl WordHash {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for WordHash {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            self.add(u64::from_le_bytes(w.try_into().unwrap_or_default()));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
-        }
-    }
-}
-
 /// The shapes one worker has seen, and its scratch buffers.
 #[derive(Default)]
 pub(crate) struct Shapes {
-    known: HashMap<Vec<u8>, Known, BuildHasherDefault<WordHash>>,
+    /// Keyed by the shape's bytes, hashed with the Fx hash: a collision only costs a key
+    /// comparison, and the table is bounded and per worker.
+    known: HashMap<Vec<u8>, Known, rustc_hash::FxBuildHasher>,
     key: Vec<u8>,
     free: Vec<(Free, usize)>,
 }
@@ -110,30 +81,9 @@ pub(crate) struct Shaped<'a> {
     pub(crate) facts: RuleFacts,
 }
 
-fn is_option(t: &Token<'_>) -> bool {
-    !t.quoted && t.text.len() > 1 && t.text.starts_with('-')
-}
-
-fn is_bang(t: &Token<'_>) -> bool {
-    !t.quoted && t.text == "!"
-}
-
 /// A token the parser reads as a value (not an option word, not `!`).
 fn is_value(t: &Token<'_>) -> bool {
-    !is_option(t) && !is_bang(t)
-}
-
-fn blank(b: u8) -> bool {
-    b.is_ascii_whitespace() || b == 0x0b
-}
-
-/// The `-A` chain test (see the module documentation).
-fn chain_ok(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= ChainName::MAX_LEN
-        && !name.starts_with(['-', '!'])
-        && !name.bytes().any(blank)
-        && !is_target_name(name)
+    !is_option_token(t) && !is_bang(t)
 }
 
 /// The test of a free value; `Some(mark)` when it passes, with what the shape keeps of it.
@@ -158,13 +108,7 @@ fn test(kind: Free, v: &str, family: Family) -> Option<u8> {
             let r = NatRange::parse(v, "--to-destination", family).ok()?;
             Some(u8::from(r.ports.is_some()))
         }
-        Free::Jump => {
-            let ok = !v.is_empty()
-                && !v.starts_with(['-', '!'])
-                && !v.bytes().any(blank)
-                && !is_target_name(v);
-            ok.then_some(0)
-        }
+        Free::Jump => ChainName::is_valid(v).then_some(0),
     }
 }
 
@@ -176,7 +120,11 @@ impl Shapes {
         self.key.clear();
         self.free.clear();
         let [first, chain, ..] = toks else { return false };
-        if first.quoted || first.text != "-A" || !is_value(chain) || !chain_ok(&chain.text) {
+        if first.quoted
+            || first.text != "-A"
+            || !is_value(chain)
+            || !ChainName::is_valid(&chain.text)
+        {
             return false;
         }
         self.key.push(table as u8);
@@ -236,37 +184,38 @@ impl Shapes {
         true
     }
 
-    /// An `-A` line checked by its shape alone; `None` when its shape is unknown or it is
-    /// not one the shapes handle (take the full path, then [`Shapes::learn`]).
+    /// An `-A` line looked up by its shape: [`Lookup::Hit`] when a rule of its shape was
+    /// shown valid; [`Lookup::Miss`] when its shape is new (take the full path, then hand
+    /// the miss to [`Shapes::learn`]); [`Lookup::Unshaped`] when the shapes do not handle
+    /// it.
     pub(crate) fn check<'a>(
         &mut self,
         table: TableName,
         family: Family,
         toks: &[Token<'a>],
-    ) -> Option<Shaped<'a>> {
+    ) -> Lookup<'a> {
         if !self.shape(table, family, toks) {
-            return None;
+            return Lookup::Unshaped;
         }
-        let known = self.known.get(&self.key)?;
+        let Some(known) = self.known.get(&self.key) else { return Lookup::Miss(Miss(())) };
         let jump = match self.free.iter().find(|(k, _)| *k == Free::Jump) {
             Some(&(_, at)) => Some(toks[at].text.clone()),
             None => known.jump.as_deref().map(|j| Cow::Owned(j.to_owned())),
         };
-        Some(Shaped { chain: toks[1].text.clone(), jump, facts: known.facts })
+        Lookup::Hit(Shaped { chain: toks[1].text.clone(), jump, facts: known.facts })
     }
 
-    /// Remembers what the full path found for an `-A` line it showed valid: its facts and
+    /// Remembers the shape of the line that just missed (`toks`, as
+    /// [`Shapes::check`] saw them), with what the full path found for it: its facts and
     /// the chain it jumps to.
     pub(crate) fn learn(
         &mut self,
-        table: TableName,
-        family: Family,
+        _: Miss,
         toks: &[Token<'_>],
         facts: RuleFacts,
         jump: Option<&str>,
     ) {
-        if facts.is_invalid() || self.known.len() >= MAX_SHAPES || !self.shape(table, family, toks)
-        {
+        if facts.is_invalid() || self.known.len() >= MAX_SHAPES {
             return;
         }
         let free_jump = self.free.iter().find(|(k, _)| *k == Free::Jump).map(|&(_, at)| at);
@@ -283,3 +232,17 @@ impl Shapes {
         self.known.insert(self.key.clone(), Known { facts, jump });
     }
 }
+
+/// What [`Shapes::check`] found.
+pub(crate) enum Lookup<'a> {
+    /// Valid by its shape.
+    Hit(Shaped<'a>),
+    /// A shape not seen yet: its key is kept for [`Shapes::learn`].
+    Miss(Miss),
+    /// Not a line the shapes handle.
+    Unshaped,
+}
+
+/// A line whose shape [`Shapes::check`] has just built and not found; the only way to
+/// [`Shapes::learn`], so a shape is learned from the line it was built of.
+pub(crate) struct Miss(());

@@ -124,9 +124,10 @@ pub struct TableCheck {
     may_run: Vec<(u32, u8)>,
     invalid: bool,
     rules: usize,
-    /// The chain of the last rule appended, and its id: rules come in runs of one chain
-    /// (the name's buffer is reused from run to run).
-    last: Option<(String, u32)>,
+    /// The chain of the last rule appended (the buffer reused from run to run), and its
+    /// id: rules come in runs of one chain.
+    last_name: String,
+    last_id: Option<u32>,
 }
 
 impl TableCheck {
@@ -141,7 +142,8 @@ impl TableCheck {
             may_run: Vec::new(),
             invalid: false,
             rules: 0,
-            last: None,
+            last_name: String::new(),
+            last_id: None,
         }
     }
 
@@ -176,18 +178,13 @@ impl TableCheck {
     /// nor a builtin chain of the table (iptables-restore refuses the line).
     /// `jump` is the name [`rule_facts`] returned with `facts`.
     pub fn append(&mut self, chain: &str, jump: Option<&str>, facts: RuleFacts) -> bool {
-        let from = match &self.last {
-            Some((name, id)) if name == chain => *id,
+        let from = match self.last_id {
+            Some(id) if self.last_name == chain => id,
             _ => {
                 let id = self.id(chain);
-                match &mut self.last {
-                    Some((name, last)) => {
-                        name.clear();
-                        name.push_str(chain);
-                        *last = id;
-                    }
-                    None => self.last = Some((chain.to_owned(), id)),
-                }
+                self.last_name.clear();
+                self.last_name.push_str(chain);
+                self.last_id = Some(id);
                 id
             }
         };

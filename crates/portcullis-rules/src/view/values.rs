@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::Family;
+use crate::addr::split_once_byte;
 use crate::error::{ModelError, ModelErrorKind, invalid};
 
 /// Parses an unsigned number as `strtoul(s, NULL, 0)` does for iptables: decimal, `0x` hex
@@ -177,9 +178,7 @@ impl PortRange {
             return Ok(Self::single(p));
         }
         let split = match u8::try_from(sep) {
-            Ok(b) if sep.is_ascii() => {
-                s.bytes().position(|c| c == b).map(|at| (&s[..at], &s[at + 1..]))
-            }
+            Ok(b) if sep.is_ascii() => split_once_byte(s, b),
             _ => s.split_once(sep),
         };
         let Some((a, b)) = split else {
@@ -857,12 +856,10 @@ impl IpRange {
     /// Parses `A` or `A-B` of `family`.
     pub fn parse(s: &str, option: &str, family: Family) -> Result<Self, ModelError> {
         let bad = || invalid(option, s, "an address range A-B of the ruleset's family");
-        // (A byte search, and one parse for a single address: this runs for every
-        // `--to-destination` of a kube-proxy-sized ruleset.)
-        let (lo, hi): (IpAddr, IpAddr) = match s.bytes().position(|c| c == b'-') {
-            Some(at) => {
-                (s[..at].parse().map_err(|_| bad())?, s[at + 1..].parse().map_err(|_| bad())?)
-            }
+        // (One parse for a single address: this runs for every `--to-destination` of a
+        // kube-proxy-sized ruleset.)
+        let (lo, hi): (IpAddr, IpAddr) = match split_once_byte(s, b'-') {
+            Some((a, b)) => (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?),
             None => {
                 let ip = s.parse().map_err(|_| bad())?;
                 (ip, ip)

@@ -27,15 +27,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if let Some(path) = args.input.file.as_ref().filter(|p| p.as_os_str() != "-")
         && let Some(sum) = check_mapped(path)
     {
-        if !args.quiet {
-            println!(
-                "{}: ok ({}, {} rules in {} tables)",
-                path.display(),
-                Format::Save.name(),
-                sum.rules,
-                sum.tables
-            );
-        }
+        say_valid_save(&path.display().to_string(), sum, args.quiet);
         return Ok(ExitCode::SUCCESS);
     }
     let (name, text) = read_text(args.input.file.as_ref())?;
@@ -44,14 +36,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     if portcullis_syntax::detect_format(&text) == Some(Format::Save)
         && let Some(sum) = portcullis_syntax::validate_save(&text)
     {
-        if !args.quiet {
-            println!(
-                "{name}: ok ({}, {} rules in {} tables)",
-                Format::Save.name(),
-                sum.rules,
-                sum.tables
-            );
-        }
+        say_valid_save(&name, sum, args.quiet);
         // As below: the process ends here, the kernel takes the memory back at once.
         std::mem::forget(text);
         return Ok(ExitCode::SUCCESS);
@@ -89,6 +74,18 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     // tenth of the run, and the kernel takes the memory back at once.
     std::mem::forget(loaded);
     Ok(code)
+}
+
+/// The line a save file shown valid by the streaming check gets (none with `--quiet`).
+fn say_valid_save(name: &str, sum: portcullis_syntax::SaveSummary, quiet: bool) {
+    if !quiet {
+        println!(
+            "{name}: ok ({}, {} rules in {} tables)",
+            Format::Save.name(),
+            sum.rules,
+            sum.tables
+        );
+    }
 }
 
 /// The streaming check of a large save file, mapped instead of read (see [`Mapped`]):
