@@ -49,6 +49,7 @@ mod error;
 mod exec;
 pub mod guard;
 pub mod journal;
+mod nft;
 pub mod persist;
 mod plan;
 mod verify;
@@ -61,5 +62,6 @@ pub use crate::{
     },
     error::{ApplyError, FailureKind, Rejected, RestoreFailure, Span},
     exec::{Counters, RestoreFlags, Target, lockfile_for, program},
+    nft::{NftReadError, nft_save},
     plan::{LineSource, Mode, Plan, RestoreInput, TableAction, comparable},
 };

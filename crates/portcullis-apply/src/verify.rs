@@ -13,6 +13,7 @@ use portcullis_syntax::{parse_rules_spec, render_rule};
 
 use crate::apply::Drift;
 use crate::error::ApplyError;
+use crate::nft::KernelTable;
 use crate::plan::comparable;
 
 /// One chain as the kernel should print it.
@@ -102,6 +103,23 @@ pub(crate) fn index(text: &str) -> SavedIndex<'_> {
     out
 }
 
+/// Indexes tables read over netlink as [`index`] does iptables-save text.
+pub(crate) fn index_kernel(tables: &[KernelTable]) -> SavedIndex<'_> {
+    let mut out: SavedIndex<'_> = HashMap::new();
+    for t in tables {
+        let entry = out.entry(t.name).or_default();
+        entry.1.reserve(t.chains.len());
+        for c in &t.chains {
+            entry.0.push(c.name.as_str());
+            let policy = c.builtin.map_or("-", |b| b.0);
+            entry
+                .1
+                .insert(c.name.as_str(), SavedChain { policy, lines: c.rules.lines().collect() });
+        }
+    }
+    out
+}
+
 /// Compares the expected tables with iptables-save output; differences go to `out`.
 pub(crate) fn compare_save(
     exp: &Expected,
@@ -110,7 +128,17 @@ pub(crate) fn compare_save(
     backend: Backend,
     out: &mut Vec<Drift>,
 ) -> Result<(), ApplyError> {
-    let saved = index(save_text);
+    compare_index(exp, &index(save_text), family, backend, out)
+}
+
+/// Compares the expected tables with the kernel's, indexed; differences go to `out`.
+pub(crate) fn compare_index(
+    exp: &Expected,
+    saved: &SavedIndex<'_>,
+    family: Family,
+    backend: Backend,
+    out: &mut Vec<Drift>,
+) -> Result<(), ApplyError> {
     let empty = (Vec::new(), HashMap::new());
     for (t, chains) in &exp.tables {
         let (order, got) = saved.get(t).unwrap_or(&empty);

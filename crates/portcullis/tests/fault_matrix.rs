@@ -429,6 +429,11 @@ impl Rig {
             .env("PCL_FAULT_DIR", fault_dir)
             .env("PCL_FAULT_BACKEND", self.backend)
             .env("PCL_FAULT_RESULT", self.key_dir().join("result.v4"));
+        if spec == "readback" {
+            // The injector fires on a tool; the nft read-back goes over netlink unless
+            // told otherwise. The journal is closed before either kind of read-back.
+            c.env("PORTCULLIS_READBACK", "iptables-save");
+        }
         c
     }
 
@@ -911,7 +916,7 @@ const KILL_POINTS: &[(&str, &str, &str)] = &[
     ("after 2 table commits", "restore:1:2", "new.rules"),
     ("after 3 table commits", "restore:1:3", "new.rules"),
     ("after the 4th (last) table commit", "restore:1:4", "new.rules"),
-    ("during the read-back", "readback", "new.rules"),
+    ("during the read-back (through iptables-save)", "readback", "new.rules"),
     ("of the applier alone, after 1 table commit", "orphan:1:1", "new.rules"),
     (
         "of the applier alone, after 1 table commit (filter refused)",

@@ -504,6 +504,7 @@ pub(crate) fn execute(req: &Request) -> Result<Outcome> {
         ssh_connection: None,
         verify: false,
         lock_wait: Duration::from_secs(10),
+        readback_netlink: true,
     };
     for rs in &req.rulesets {
         let target = Target::new(Some(sb.target.name()), rs.family, backend);

@@ -1,0 +1,155 @@
+//! The netlink reader of iptables-nft rulesets (`portcullis_apply::nft_save`) against
+//! the real `iptables-nft-save`, in throwaway namespaces: where it decodes, it prints what
+//! the tool prints byte for byte; where it does not, it says so (and the applier asks the
+//! tool), never something else.
+#![allow(clippy::print_stderr, reason = "tests print notes on stderr")]
+
+use std::path::{Path, PathBuf};
+
+use portcullis_apply::{Counters, NftReadError, Target, nft_save};
+use portcullis_netns::{Netns, can_run_or_skip};
+use portcullis_rules::{Backend, Family, TableName};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data").join(name)
+}
+
+fn target(ns: &Netns) -> Target {
+    let mut t = Target::new(Some(ns.name()), Family::V4, Backend::Nft);
+    t.lockfile = Some(ns.lockfile().to_path_buf());
+    t
+}
+
+/// Loads `file` with the real iptables-nft-restore into `ns`.
+fn load(ns: &Netns, file: &Path) {
+    let input = std::fs::File::open(file).expect("rules file");
+    let out = ns
+        .command("iptables-nft-restore")
+        .args(["-w", "5"])
+        .stdin(input)
+        .output()
+        .expect("iptables-nft-restore runs");
+    assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+}
+
+/// What the tool prints, without its `#` lines.
+fn tool(t: &Target, table: Option<TableName>) -> String {
+    let text = t.save(table, Counters::Drop).expect("iptables-nft-save runs");
+    text.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect()
+}
+
+fn first_difference(a: &str, b: &str) -> String {
+    for (i, (x, y)) in a.lines().zip(b.lines()).enumerate() {
+        if x != y {
+            return format!("line {}:\n  tool:   {x}\n  reader: {y}", i + 1);
+        }
+    }
+    format!("lengths {} and {} lines", a.lines().count(), b.lines().count())
+}
+
+#[test]
+fn decoder_cases_print_what_iptables_nft_save_prints() {
+    if !can_run_or_skip("decoder_cases_print_what_iptables_nft_save_prints", &["iptables-nft-save"])
+    {
+        return;
+    }
+    let ns = Netns::create("nftread").expect("namespace");
+    load(&ns, &data("nft_read/decoder_cases.rules"));
+    let t = target(&ns);
+    let want = tool(&t, None);
+    let got = nft_save(Some(ns.name()), Family::V4, None).expect("every case decodes");
+    assert_eq!(got, want, "{}", first_difference(&want, &got));
+    assert!(want.lines().filter(|l| l.starts_with("-A ")).count() >= 40, "{want}");
+    for table in [TableName::Filter, TableName::Nat, TableName::Mangle, TableName::Raw] {
+        let want = tool(&t, Some(table));
+        let got = nft_save(Some(ns.name()), Family::V4, Some(&[table])).expect("decodes");
+        assert_eq!(got, want, "{table:?}: {}", first_difference(&want, &got));
+    }
+    // A table the namespace does not have is absent, as with the tool.
+    let got = nft_save(Some(ns.name()), Family::V4, Some(&[TableName::Security])).expect("reads");
+    assert_eq!(got, "");
+}
+
+#[test]
+fn what_it_does_not_decode_it_leaves_to_the_tool() {
+    if !can_run_or_skip("what_it_does_not_decode_it_leaves_to_the_tool", &["iptables-nft-save"]) {
+        return;
+    }
+    let cases = std::fs::read_to_string(data("nft_read/left_to_the_tool.rules")).expect("reads");
+    let (head, rest) = cases.split_once("-A ").expect("rules");
+    for rule in rest.split("-A ").map(|r| format!("-A {}", r.trim_end_matches("COMMIT\n"))) {
+        let ns = Netns::create("nftread").expect("namespace");
+        let file = std::env::temp_dir().join(format!("{}.rules", ns.name()));
+        std::fs::write(&file, format!("{head}{rule}COMMIT\n")).expect("writes");
+        load(&ns, &file);
+        let _ = std::fs::remove_file(&file);
+        match nft_save(Some(ns.name()), Family::V4, None) {
+            Err(NftReadError::Unsupported(why)) => eprintln!("{}: {why}", rule.trim()),
+            other => panic!("{}: expected Unsupported, got {other:?}", rule.trim()),
+        }
+    }
+}
+
+#[test]
+fn every_v4_fixture_decodes_exactly_or_not_at_all() {
+    if !can_run_or_skip("every_v4_fixture_decodes_exactly_or_not_at_all", &["iptables-nft-save"]) {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in [root.join("../portcullis-syntax/test_data/baseline"), root.join("test_data")] {
+        for e in std::fs::read_dir(&dir).expect("fixture dir").flatten() {
+            if e.path().extension().is_some_and(|x| x == "rules") {
+                files.push(e.path());
+            }
+        }
+    }
+    files.sort();
+    let (mut exact, mut left) = (Vec::new(), Vec::new());
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("reads");
+        if text.contains(":INPUT") && text.contains("::") {
+            continue; // an IPv6 file
+        }
+        let ns = Netns::create("nftread").expect("namespace");
+        load(&ns, f);
+        let want = tool(&target(&ns), None);
+        let name = f.file_name().expect("name").to_string_lossy().into_owned();
+        match nft_save(Some(ns.name()), Family::V4, None) {
+            Ok(got) => {
+                assert_eq!(got, want, "{name}: {}", first_difference(&want, &got));
+                exact.push(name);
+            }
+            Err(NftReadError::Unsupported(why)) => left.push(format!("{name}: {why}")),
+            Err(e) => panic!("{name}: {e}"),
+        }
+    }
+    eprintln!("decoded exactly: {exact:?}\nleft to iptables-nft-save: {left:#?}");
+    assert!(exact.iter().any(|n| n.contains("kube")), "the kube-proxy fixture decodes: {left:?}");
+    assert!(exact.len() >= 3, "decoded: {exact:?}, left: {left:?}");
+}
+
+/// The applier reads back over netlink when every rule decodes, through the tool when
+/// one does not, and finds no drift either way.
+#[test]
+fn apply_reads_back_over_netlink_where_it_can() {
+    if !can_run_or_skip("apply_reads_back_over_netlink_where_it_can", &["iptables-nft-restore"]) {
+        return;
+    }
+    let mut opts = portcullis_apply::ApplyOptions::from_env();
+    opts.ssh_connection = None;
+    opts.force = true;
+    for (file, label) in [
+        ("0101_kube_small.rules", "read back (netlink) + compare"),
+        ("nft_read/left_to_the_tool.rules", "read back (iptables-save) + compare"),
+    ] {
+        let ns = Netns::create("nftread").expect("namespace");
+        let text = std::fs::read_to_string(data(file)).expect("reads");
+        let rs = portcullis_syntax::parse_save(&text).expect("parses");
+        let applied = portcullis_apply::apply(&rs, &target(&ns), &opts).expect("applies");
+        portcullis_apply::forget_namespace(Some(ns.name()));
+        assert!(applied.drift.is_empty(), "{file}: {:?}", applied.drift);
+        let steps: Vec<&str> = applied.timings.iter().map(|(s, _)| *s).collect();
+        assert!(steps.contains(&label), "{file}: {steps:?}");
+    }
+}
