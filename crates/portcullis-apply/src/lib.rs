@@ -4,7 +4,8 @@
 //! `iptables-restore`/`ip6tables-restore` (one process per apply, never one per rule, always
 //! a bounded `-w`), with the nft or the legacy backend ([`detect_backend`]; never both), in
 //! the current network namespace or any other by name (the tools run inside it through
-//! `ip netns exec`; the applying process never changes namespace).
+//! `ip netns exec`; the applying process never changes namespace, and only a short-lived
+//! thread enters it to open the netlink socket of the nft read-back, [`nft_save`]).
 //!
 //! - [`prepare`] validates the ruleset with the model, runs the lock-out [`guard`], takes
 //!   the namespace's apply lock, snapshots every table (`iptables-save -c`) and builds the
@@ -14,7 +15,9 @@
 //!   whole file applies or nothing does. The failure is parsed ([`RestoreFailure`], every
 //!   message shape of both backends) and placed at the line of the user's file
 //!   ([`Rejected::render`]). Then the kernel is read back and compared in canonical form;
-//!   differences are [`Drift`] warnings.
+//!   differences are [`Drift`] warnings. With nft over IPv4 the read-back goes over
+//!   netlink ([`nft_save`]: exactly `iptables-nft-save`'s text, or the tool itself where
+//!   the decoder does not know a rule's form).
 //! - An apply that commits more than one table first writes an intent [`journal`] (the
 //!   old content of every table it writes, durably) and, with
 //!   [`Prepared::with_guardian`], starts a detached guardian process: should the applier
