@@ -51,6 +51,9 @@ impl ApplyOptions {
     }
 }
 
+/// Named steps and their times (`--timings`).
+type Steps = Vec<(&'static str, Duration)>;
+
 /// The kernel's ruleset before an apply, as `iptables-save -c` printed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -851,14 +854,8 @@ impl Prepared<'_> {
         if !self.hold {
             std::mem::replace(&mut held, Held(None)).release();
         }
-        let (done, took) = timed(|| self.readback(&replaced, prep));
-        let (drift, record, by_netlink) = done?;
-        let label = if by_netlink {
-            "read back (netlink) + compare"
-        } else {
-            "read back (iptables-save) + compare"
-        };
-        self.timings.push((label, took));
+        let (drift, record, steps) = self.readback(&replaced, prep)?;
+        self.timings.extend(steps);
         let ((), took) = timed(|| cache::store(&self.target, &record));
         self.timings.push(("record", took));
         let applied =
@@ -926,14 +923,15 @@ impl Prepared<'_> {
         0
     }
 
-    /// Reads back what was written and returns the drift, the new record, and whether
-    /// whole tables were read over netlink.
+    /// Reads back what was written and returns the drift, the new record, and the time
+    /// of each step (`read back (netlink)` or `read back (iptables-save)`, `compare`).
     fn readback(
         &self,
         replaced: &[TableName],
         prep: Option<(Ruleset, Expected, Fingerprint)>,
-    ) -> Result<(Vec<Drift>, Fingerprint, bool), ApplyError> {
-        let mut by_netlink = false;
+    ) -> Result<(Vec<Drift>, Fingerprint, Steps), ApplyError> {
+        let mut steps = Vec::new();
+        let started = Instant::now();
         let mut drift = Vec::new();
         let mut reader = KernelReader::new(&self.target);
         let (want, exp, mut record) = match prep {
@@ -945,27 +943,38 @@ impl Prepared<'_> {
             // With nft over IPv4, the kernel is read over netlink (crate::nft: about twice
             // as fast as iptables-nft-save); a ruleset that reader does not decode
             // exactly, or a chain of its text that does not parse, goes to the tool.
-            let kernel = (self.netlink && backend == Backend::Nft)
-                .then(|| {
-                    crate::nft::nft_tables(self.target.netns.as_deref(), family, Some(replaced))
+            let (kernel, took) = timed(|| {
+                (self.netlink && backend == Backend::Nft)
+                    .then(|| {
+                        let ns = self.target.netns.as_deref();
+                        crate::nft::nft_tables(ns, family, Some(replaced))
+                    })
+                    .and_then(Result::ok)
+            });
+            let (compared, compare_took) = timed(|| {
+                kernel.as_ref().map(|k| {
+                    let mut d = Vec::new();
+                    verify::compare_index(&exp, &verify::index_kernel(k), family, backend, &mut d)
+                        .map(|()| d)
                 })
-                .and_then(Result::ok);
-            let compared = kernel.as_ref().map(|k| {
-                let mut d = Vec::new();
-                verify::compare_index(&exp, &verify::index_kernel(k), family, backend, &mut d)
-                    .map(|()| d)
             });
             match compared {
                 Some(Ok(d)) => {
                     drift = d;
-                    by_netlink = true;
+                    steps.push(("read back (netlink)", took));
+                    steps.push(("compare", compare_took));
                 }
                 _ => {
                     let text = match replaced {
                         [one] => self.target.save(Some(*one), Counters::Drop)?,
                         _ => self.target.save(None, Counters::Drop)?,
                     };
-                    verify::compare_save(&exp, &text, family, backend, &mut drift)?;
+                    // With the netlink attempt, if there was one.
+                    steps.push(("read back (iptables-save)", started.elapsed()));
+                    let (r, took) =
+                        timed(|| verify::compare_save(&exp, &text, family, backend, &mut drift));
+                    r?;
+                    steps.push(("compare", took));
                 }
             }
         }
@@ -1003,7 +1012,7 @@ impl Prepared<'_> {
                 }
             }
         }
-        Ok((drift, record, by_netlink))
+        Ok((drift, record, steps))
     }
 }
 
