@@ -356,8 +356,11 @@ fn prepare_inner<'a>(
     // read); nothing is written before both are done. An incremental apply against the
     // record validates only what can have changed (see `validation_scope`).
     let mut timings = Vec::new();
-    let early = if opts.incremental { early_plan(desired, target) } else { None };
+    let (early, took) = timed(|| if opts.incremental { early_plan(desired, target) } else { None });
     let scope = early.as_ref().map(|e| validation_scope(desired, &e.plan));
+    if opts.incremental {
+        timings.push(("record + plan", took));
+    }
     let (checked, kernel) = std::thread::scope(|s| {
         let check = s.spawn(|| timed(|| check(scope.as_ref().unwrap_or(desired), desired, opts)));
         let kernel = timed(|| read_kernel(desired, target, opts, keep_backup, early.as_ref()));
@@ -555,7 +558,7 @@ fn read_kernel(
         };
         if let Some(fp) = fp {
             let covers = desired.tables.iter().all(|t| fp.tables.contains_key(&t.name));
-            let mut reader = KernelReader::new(target);
+            let mut reader = KernelReader::new(target, opts.readback_netlink);
             if covers && canary_ok(&mut reader, &fp, desired)? {
                 let plan = plan.unwrap_or_else(|| {
                     Plan::incremental_from(&fp, &cache::raw_want(desired), true)
@@ -623,11 +626,13 @@ fn comparable_chains(
 pub(crate) struct KernelReader<'a> {
     target: &'a Target,
     whole: Option<String>,
+    /// Read nft chains over netlink (crate::nft) rather than with `iptables -S`.
+    netlink: bool,
 }
 
 impl<'a> KernelReader<'a> {
-    pub(crate) fn new(target: &'a Target) -> Self {
-        Self { target, whole: None }
+    pub(crate) fn new(target: &'a Target, netlink: bool) -> Self {
+        Self { target, whole: None, netlink }
     }
 
     /// The chains `names` of `table` that exist.
@@ -638,14 +643,23 @@ impl<'a> KernelReader<'a> {
     ) -> Result<Table, ApplyError> {
         let target = self.target;
         let mut got = Table::new(table);
-        if target.backend == Backend::Nft && names.len() <= 64 {
-            let texts: Vec<Option<String>> = std::thread::scope(|s| {
-                let handles: Vec<_> = names
-                    .iter()
-                    .map(|n| s.spawn(move || target.list_chain(table, n).ok()))
-                    .collect();
-                handles.into_iter().map(|h| h.join().ok().flatten()).collect()
-            });
+        let by_netlink = (self.netlink && target.backend == Backend::Nft)
+            .then(|| {
+                crate::nft::nft_list_chains(target.netns.as_deref(), target.family, table, names)
+            })
+            .and_then(Result::ok);
+        let texts = by_netlink.or_else(|| {
+            (target.backend == Backend::Nft && names.len() <= 64).then(|| {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = names
+                        .iter()
+                        .map(|n| s.spawn(move || target.list_chain(table, n).ok()))
+                        .collect();
+                    handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+                })
+            })
+        });
+        if let Some(texts) = texts {
             for (n, text) in names.iter().zip(texts) {
                 let Some(text) = text else { continue };
                 let rs = parse_rules_spec(&text, table, target.family)
@@ -933,7 +947,7 @@ impl Prepared<'_> {
         let mut steps = Vec::new();
         let started = Instant::now();
         let mut drift = Vec::new();
-        let mut reader = KernelReader::new(&self.target);
+        let mut reader = KernelReader::new(&self.target, self.netlink);
         let (want, exp, mut record) = match prep {
             Some((w, e, r)) => (Some(w), e, r),
             None => (None, Expected::default(), self.record.clone().unwrap_or_default()),
@@ -991,8 +1005,9 @@ impl Prepared<'_> {
                 None => comparable_chains(self.desired, *t, &names, self.target.backend),
             };
             if self.verify {
-                let got = reader.chains(*t, &names)?;
-                verify::compare_chains(&wanted, &got, &names, &mut drift);
+                let (got, took) = timed(|| reader.chains(*t, &names));
+                verify::compare_chains(&wanted, &got?, &names, &mut drift);
+                steps.push(("read back changed chains", took));
             }
             if want.is_none() {
                 // Fast path: bring the old record up to date for the chains written.

@@ -65,6 +65,6 @@ pub use crate::{
     },
     error::{ApplyError, FailureKind, Rejected, RestoreFailure, Span},
     exec::{Counters, RestoreFlags, Target, lockfile_for, program},
-    nft::{NftReadError, nft_save},
+    nft::{NftReadError, nft_list_chains, nft_save},
     plan::{LineSource, Mode, Plan, RestoreInput, TableAction, comparable},
 };

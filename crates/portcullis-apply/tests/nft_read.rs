@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use portcullis_apply::{Counters, NftReadError, Target, nft_save};
+use portcullis_apply::{Counters, NftReadError, Target, nft_list_chains, nft_save};
 use portcullis_netns::{Netns, can_run_or_skip};
 use portcullis_rules::{Backend, Family, TableName};
 
@@ -68,6 +68,26 @@ fn decoder_cases_print_what_iptables_nft_save_prints() {
     // A table the namespace does not have is absent, as with the tool.
     let got = nft_save(Some(ns.name()), Family::V4, Some(&[TableName::Security])).expect("reads");
     assert_eq!(got, "");
+    // Chain by chain, as `iptables -S CHAIN` prints them; a missing chain is None.
+    let names: Vec<String> = ["INPUT", "zz", "aa", "FORWARD", "nosuch"].map(String::from).into();
+    let specs =
+        nft_list_chains(Some(ns.name()), Family::V4, TableName::Filter, &names).expect("decodes");
+    for (name, got) in names.iter().zip(&specs) {
+        let out = ns.command("iptables-nft").args(["-w", "5", "-S", name]).output().expect("runs");
+        if name == "nosuch" {
+            assert!(!out.status.success());
+            assert_eq!(got, &None);
+        } else {
+            assert_eq!(
+                got.as_deref(),
+                Some(String::from_utf8_lossy(&out.stdout).as_ref()),
+                "{name}"
+            );
+        }
+    }
+    let nat =
+        nft_list_chains(Some(ns.name()), Family::V4, TableName::Nat, &names[..1]).expect("decodes");
+    assert_eq!(nat[0].as_deref(), Some("-P INPUT ACCEPT\n"));
 }
 
 #[test]

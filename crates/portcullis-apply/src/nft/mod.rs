@@ -141,6 +141,77 @@ pub(crate) fn nft_tables(
     Err(NftReadError::Interrupted)
 }
 
+/// The chains `names` of `table`, each as `iptables-nft -t TABLE -S CHAIN` prints it
+/// (`-P NAME POLICY` or `-N NAME`, then its `-A` lines), `None` for a chain that does
+/// not exist; read over netlink (one request for the chain, one dump of its rules). The
+/// same decoder as [`nft_save`], with the same refusals.
+///
+/// ```no_run
+/// use portcullis_rules::{Family, TableName};
+/// let names = ["INPUT".to_owned()];
+/// let specs = portcullis_apply::nft_list_chains(None, Family::V4, TableName::Filter, &names)?;
+/// assert!(specs[0].as_deref().is_some_and(|s| s.starts_with("-P INPUT ")));
+/// # Ok::<(), portcullis_apply::NftReadError>(())
+/// ```
+pub fn nft_list_chains(
+    netns: Option<&str>,
+    family: Family,
+    table: TableName,
+    names: &[String],
+) -> Result<Vec<Option<String>>, NftReadError> {
+    if family != Family::V4 {
+        return Err(unsupported("IPv6"));
+    }
+    let mut sock = Socket::open(netns)?;
+    let mut t = table.as_str().as_bytes().to_vec();
+    t.push(0);
+    for _ in 0..3 {
+        let before = generation(&mut sock)?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let mut n = name.as_bytes().to_vec();
+            n.push(0);
+            let mut head = None;
+            // NFTA_CHAIN_TABLE 1, NAME 3, HOOK 4, POLICY 5.
+            let got = sock.request(GETCHAIN, NFPROTO_IPV4, false, &[(1, &t), (3, &n)], |body| {
+                let a = Attrs::new(body).table::<6>()?;
+                if string(a[3])? != name {
+                    return Err(unsupported("another chain in a chain's answer"));
+                }
+                head = Some(if a[4].is_some() {
+                    if !HOOKS.contains(&name.as_str()) {
+                        return Err(unsupported(format!("base chain {name}")));
+                    }
+                    match a[5].map(|p| be32(Some(p))).transpose()? {
+                        Some(0) => format!("-P {name} DROP\n"),
+                        Some(1) | None => format!("-P {name} ACCEPT\n"),
+                        Some(p) => return Err(unsupported(format!("chain policy {p}"))),
+                    }
+                } else {
+                    format!("-N {name}\n")
+                });
+                Ok(())
+            });
+            match got {
+                // ENOENT: no such chain (or table).
+                Err(NftReadError::Kernel(2)) => {
+                    out.push(None);
+                    continue;
+                }
+                other => other?,
+            }
+            let mut text = head.ok_or(NftReadError::Malformed)?;
+            let rules = rules_of(&mut sock, &[(table, name.clone())])?;
+            text.push_str(rules.first().map_or("", String::as_str));
+            out.push(Some(text));
+        }
+        if generation(&mut sock)? == before {
+            return Ok(out);
+        }
+    }
+    Err(NftReadError::Interrupted)
+}
+
 fn generation(sock: &mut Socket) -> Result<u32, NftReadError> {
     let mut id = None;
     sock.request(GETGEN, 0, false, &[], |body| {

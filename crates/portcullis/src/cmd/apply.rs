@@ -95,6 +95,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode> {
     // A kube-proxy-scale model is millions of small allocations and the process is about
     // to exit: leave them to the exit instead of freeing them one by one.
     std::mem::forget(loaded);
+    if args.timings {
+        eprintln!("timing: all steps: {:.3}s", started.elapsed().as_secs_f64());
+    }
     code
 }
 
