@@ -997,7 +997,9 @@ fn render(rows: &[Row]) -> String {
          of the whole process group does, e.g. systemd stopping the unit); \"of the applier\n\
          alone\" kills only portcullis (`kill -9 PID`): its restore would run on, but it was\n\
          started with `PR_SET_PDEATHSIG` and dies with it; \"a cgroup kill\" kills the\n\
-         guardian too.\n\n\
+         guardian too. The read-back rows run with `PORTCULLIS_READBACK=iptables-save`: the\n\
+         script fires on a tool run, and an nft read-back otherwise reads over netlink (both\n\
+         kinds start after the intent journal is closed).\n\n\
          \"Right after\" is the state at the moment of the kill, read by the script before it\n\
          kills (nothing can repair before: the guardian waits until the applier and its restore\n\
          are gone). \"Final\" is the state once the applier's command has returned (the\n\
