@@ -59,7 +59,7 @@ fn decoder_cases_print_what_iptables_nft_save_prints() {
     let want = tool(&t, None);
     let got = nft_save(Some(ns.name()), Family::V4, None).expect("every case decodes");
     assert_eq!(got, want, "{}", first_difference(&want, &got));
-    assert_eq!(want.lines().filter(|l| l.starts_with("-A ")).count(), 47, "{want}");
+    assert_eq!(want.lines().filter(|l| l.starts_with("-A ")).count(), 53, "{want}");
     for table in [TableName::Filter, TableName::Nat, TableName::Mangle, TableName::Raw] {
         let want = tool(&t, Some(table));
         let got = nft_save(Some(ns.name()), Family::V4, Some(&[table])).expect("decodes");

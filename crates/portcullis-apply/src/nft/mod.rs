@@ -1,18 +1,20 @@
 //! Reading an iptables-nft ruleset straight from the kernel, over netlink.
 //!
-//! `iptables-nft-save` asks the kernel for the rules of each chain in a request of its
-//! own: 40,000 round trips for kube-proxy's 40,000 chains, a second of system time. This
-//! module asks once per table and decodes the nf_tables expressions that iptables-nft
-//! 1.8 writes back into the text `iptables-nft-save` prints, byte for byte (tested
-//! against the real tool on every fixture, `tests/nft_read.rs`).
+//! `iptables-nft-save` takes a second on kube-proxy's 110,000 rules: it asks the kernel
+//! for each of the 40,000 chains in a request of its own and decodes every answer through
+//! libxtables. This module makes the same per-chain requests (a whole-table dump costs
+//! the kernel quadratic time) on one socket per core, and decodes the nf_tables
+//! expressions that iptables-nft 1.8 writes back into the text `iptables-nft-save`
+//! prints, byte for byte (tested against the real tool, `tests/nft_read.rs`): 0.3-0.45 s.
 //!
 //! It decodes only what it knows exactly: the address, interface and protocol matches,
-//! tcp/udp ports, `mark`, and the xt matches `comment`, `statistic`, `conntrack`
-//! (`--ctstate`/`--state`), `addrtype`; the verdicts, and the xt targets `DNAT`, `SNAT`,
-//! `MASQUERADE`, `MARK`, `REJECT`. Anything else (another module, an expression
-//! iptables-nft did not write, a revision or a field it does not expect, a table changed
-//! during the dump, IPv6) is [`NftReadError::Unsupported`] or another error, and the
-//! caller reads the kernel with `iptables-nft-save` instead: the reader never guesses.
+//! tcp/udp ports and flags, `mark`, `limit`, and the xt matches `comment`, `statistic`,
+//! `conntrack` (`--ctstate`/`--state`), `addrtype`, `multiport`, `tcp`, `udp`, `icmp`,
+//! `limit`; the verdicts, and the xt targets `DNAT`, `SNAT`, `MASQUERADE`, `MARK`,
+//! `REJECT`, `LOG`. Anything else (another module, an expression iptables-nft did not
+//! write, a revision or a field it does not expect, a table changed during the read,
+//! IPv6) is [`NftReadError::Unsupported`] or another error, and the caller reads the
+//! kernel with the tool instead: the reader never guesses.
 
 mod netlink;
 
@@ -920,6 +922,41 @@ fn xt_match(name: &str, rev: u32, info: &[u8]) -> Result<String, NftReadError> {
                 return Err(unsupported("udp invflags"));
             }
         }
+        ("multiport", 1) => {
+            // struct xt_multiport_v1: u8 flags, u8 count, u16 ports[15], u8 pflags[15],
+            // u8 invert.
+            sized(name, info, 48)?;
+            let (flags, count, invert) = (info[0], usize::from(info[1]), info[47]);
+            let opt = match flags {
+                0 => "--sports",
+                1 => "--dports",
+                2 => "--ports",
+                f => return Err(unsupported(format!("multiport flags {f}"))),
+            };
+            if count == 0 || count > 15 || invert > 1 {
+                return Err(unsupported("multiport count"));
+            }
+            out.push_str(" -m multiport");
+            if invert == 1 {
+                out.push_str(" !");
+            }
+            let _ = write!(out, " {opt} ");
+            let mut i = 0;
+            while i < count {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{}", ne16(info, 2 + 2 * i));
+                if info[32 + i] != 0 {
+                    i += 1;
+                    if i >= count {
+                        return Err(unsupported("multiport range"));
+                    }
+                    let _ = write!(out, ":{}", ne16(info, 2 + 2 * i));
+                }
+                i += 1;
+            }
+        }
         ("icmp", 0) => {
             // struct ipt_icmp: u8 type, u8 code[2], u8 invflags.
             sized(name, info, 4)?;
@@ -1007,6 +1044,35 @@ fn xt_target(name: &str, rev: u32, info: &[u8]) -> Result<String, NftReadError> 
         ("MARK", 2) => {
             sized(name, info, 8)?;
             let _ = write!(out, " --set-xmark 0x{:x}/0x{:x}", ne32(info, 0), ne32(info, 4));
+        }
+        ("LOG", 0) => {
+            // struct xt_log_info: u8 level, u8 logflags, char prefix[30].
+            sized(name, info, 32)?;
+            let (level, flags) = (info[0], info[1]);
+            if flags & !0x2f != 0 {
+                return Err(unsupported("LOG flags"));
+            }
+            let prefix = info[2..].split(|&b| b == 0).next().unwrap_or(&[]);
+            let prefix = std::str::from_utf8(prefix).map_err(|_| unsupported("LOG prefix"))?;
+            if !prefix.is_empty() {
+                out.push_str(" --log-prefix ");
+                out.push_str(&portcullis_syntax::quote(prefix));
+            }
+            if level != 4 {
+                let _ = write!(out, " --log-level {level}");
+            }
+            for (bit, opt) in [
+                (1u8, "--log-tcp-sequence"),
+                (2, "--log-tcp-options"),
+                (4, "--log-ip-options"),
+                (8, "--log-uid"),
+                (0x20, "--log-macdecode"),
+            ] {
+                if flags & bit != 0 {
+                    out.push(' ');
+                    out.push_str(opt);
+                }
+            }
         }
         ("REJECT", 0) => {
             sized(name, info, 4)?;
