@@ -38,6 +38,19 @@ fn tool(t: &Target, table: Option<TableName>) -> String {
     text.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect()
 }
 
+/// Whether the host's iptables-nft is the version the decoder was written against
+/// (1.8.9, Debian 12): there every case must decode. Another version may write other
+/// expressions; there the reader may decline, but what it decodes must still be exact.
+fn known_version() -> bool {
+    #[allow(clippy::disallowed_methods, reason = "asks the host's iptables for its version")]
+    let out = std::process::Command::new("iptables-nft").arg("-V").output();
+    let known = out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("v1.8.9 "));
+    if !known {
+        eprintln!("iptables-nft is not 1.8.9: the reader may decline what it cannot decode");
+    }
+    known
+}
+
 fn first_difference(a: &str, b: &str) -> String {
     for (i, (x, y)) in a.lines().zip(b.lines()).enumerate() {
         if x != y {
@@ -57,7 +70,13 @@ fn decoder_cases_print_what_iptables_nft_save_prints() {
     load(&ns, &data("nft_read/decoder_cases.rules"));
     let t = target(&ns);
     let want = tool(&t, None);
-    let got = nft_save(Some(ns.name()), Family::V4, None).expect("every case decodes");
+    let got = match nft_save(Some(ns.name()), Family::V4, None) {
+        Err(NftReadError::Unsupported(why)) if !known_version() => {
+            eprintln!("declined: {why}");
+            return;
+        }
+        other => other.expect("every case decodes"),
+    };
     assert_eq!(got, want, "{}", first_difference(&want, &got));
     assert_eq!(want.lines().filter(|l| l.starts_with("-A ")).count(), 53, "{want}");
     for table in [TableName::Filter, TableName::Nat, TableName::Mangle, TableName::Raw] {
@@ -145,6 +164,9 @@ fn every_v4_fixture_decodes_exactly_or_not_at_all() {
         }
     }
     eprintln!("decoded exactly: {exact:?}\nleft to iptables-nft-save: {left:#?}");
+    if !known_version() {
+        return;
+    }
     assert!(exact.iter().any(|n| n.contains("kube")), "the kube-proxy fixture decodes: {left:?}");
     assert!(exact.len() >= 3, "decoded: {exact:?}, left: {left:?}");
 }
@@ -159,6 +181,7 @@ fn apply_reads_back_over_netlink_where_it_can() {
     let mut opts = portcullis_apply::ApplyOptions::from_env();
     opts.ssh_connection = None;
     opts.force = true;
+    let known = known_version();
     for (file, label) in [
         ("0101_kube_small.rules", "read back (netlink)"),
         ("nft_read/left_to_the_tool.rules", "read back (iptables-save)"),
@@ -170,6 +193,10 @@ fn apply_reads_back_over_netlink_where_it_can() {
         portcullis_apply::forget_namespace(Some(ns.name()));
         assert!(applied.drift.is_empty(), "{file}: {:?}", applied.drift);
         let steps: Vec<&str> = applied.timings.iter().map(|(s, _)| *s).collect();
-        assert!(steps.contains(&label), "{file}: {steps:?}");
+        let read_back = |s: &&str| s.starts_with("read back (");
+        assert!(
+            steps.contains(&label) || !known && steps.iter().any(read_back),
+            "{file}: {steps:?}"
+        );
     }
 }
