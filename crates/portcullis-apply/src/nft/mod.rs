@@ -629,7 +629,8 @@ fn cmp(
             set_ports(r, offset, (p, p, neq))
         }
         Loaded::Payload { base: BASE_TRANSPORT, offset: 0, len: 4 } if mask.is_none() && !neq => {
-            let (s, d) = (port(&v[..2])?, port(&v[2..])?);
+            let &[s0, s1, d0, d1] = v else { return Err(NftReadError::Malformed) };
+            let (s, d) = (u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]));
             set_ports(r, 0, (s, s, false))?;
             set_ports(r, 2, (d, d, false))
         }
@@ -1183,3 +1184,6 @@ fn nat_flags(out: &mut String, flags: u32) {
         out.push_str(" --persistent");
     }
 }
+
+#[cfg(test)]
+mod tests;
