@@ -303,21 +303,28 @@ fn read(
     for _ in 1..workers.min(jobs.len()) {
         sockets.push(Socket::open(netns)?);
     }
-    let chunk = jobs.len().div_ceil(sockets.len() + 1).max(1);
-    let mut parts = jobs.chunks(chunk);
-    let first = parts.next().unwrap_or(&[]);
-    let rules: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = parts
+    // Round robin, so that each socket gets a like share of big and small chains.
+    let ways = sockets.len() + 1;
+    let share = |k: usize| -> Vec<(TableName, String)> {
+        jobs.iter().skip(k).step_by(ways).cloned().collect()
+    };
+    let shares: Vec<Vec<(TableName, String)>> = (0..ways).map(share).collect();
+    let done: Vec<Vec<String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = shares[1..]
+            .iter()
             .zip(sockets.iter_mut())
             .map(|(part, sock)| s.spawn(move || rules_of(sock, part)))
             .collect();
-        let mut all = rules_of(sock, first)?;
+        let mut all = vec![rules_of(sock, &shares[0])?];
         for h in handles {
             let part = h.join().map_err(|_| NftReadError::Io("reader thread panicked".into()))?;
-            all.extend(part?);
+            all.push(part?);
         }
         Ok::<_, NftReadError>(all)
     })?;
+    let mut each: Vec<_> = done.into_iter().map(Vec::into_iter).collect();
+    let rules: Vec<String> =
+        (0..jobs.len()).map(|i| each[i % ways].next().unwrap_or_default()).collect();
     let mut rules = rules.into_iter();
     let mut out = Vec::with_capacity(names.len());
     for t in names {
