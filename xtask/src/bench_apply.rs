@@ -10,8 +10,9 @@
 //!    one `portcullis apply` of the same script.
 //!
 //! Options: `--services N`, `--rounds N`, `--backend nft|legacy`, `--rest SECS` (pause
-//! before each timed re-apply in part 2, default 1: the kernel frees a replaced
-//! 150,000-rule table in the background, which would be counted against the next run),
+//! before each timed run of parts 1 and 2, default 1: the kernel frees a deleted
+//! namespace's or a replaced table's 150,000 rules in the background, which would be
+//! counted against the next run),
 //! `--gen FILE` (write the generated ruleset and stop), `--generation N` (with `--gen`).
 
 use std::path::{Path, PathBuf};
@@ -137,16 +138,22 @@ fn benches(bin: &Path, dir: &Path, o: &Opts) -> Result<()> {
 
     // 1. Full apply into an empty namespace.
     let (mut plain, mut pcl, mut pcl_nv) = (Vec::new(), Vec::new(), Vec::new());
+    // Each timed run comes `--rest` after the namespace of the one before is deleted:
+    // the kernel frees its 110,000 rules in the background, on a core the next run would
+    // otherwise share with that cleanup.
     for _ in 0..o.rounds {
         let ns = Netns::create("benchplain")?;
         let mut c = ns.command(&restore);
         c.args(["-w", "5"]);
+        std::thread::sleep(o.rest);
         plain.push(timed(c, Some(&gen0), "iptables-restore")?);
         drop(ns);
         let ns = Netns::create("benchfull")?;
+        std::thread::sleep(o.rest);
         pcl.push(timed(apply_cmd(bin, dir, &gen0, &ns, b, &[]), None, "portcullis apply")?);
         drop(ns);
         let ns = Netns::create("benchnover")?;
+        std::thread::sleep(o.rest);
         pcl_nv.push(timed(
             apply_cmd(bin, dir, &gen0, &ns, b, &["--no-verify"]),
             None,

@@ -361,11 +361,14 @@ fn prepare_inner<'a>(
     if opts.incremental {
         timings.push(("record + plan", took));
     }
-    let (checked, kernel) = std::thread::scope(|s| {
+    let (checked, kernel, rendered) = std::thread::scope(|s| {
         let check = s.spawn(|| timed(|| check(scope.as_ref().unwrap_or(desired), desired, opts)));
         let kernel = timed(|| read_kernel(desired, target, opts, keep_backup, early.as_ref()));
+        // The restore input is rendered while the checks finish (it is thrown away if
+        // they fail).
+        let rendered = kernel.0.as_ref().ok().map(|k| timed(|| k.1.restore_input(desired)));
         let checked = check.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (checked, kernel)
+        (checked, kernel, rendered)
     });
     timings.push(("[validate + guard]", checked.1));
     timings.push(("lock + snapshot + plan", kernel.1));
@@ -379,8 +382,8 @@ fn prepare_inner<'a>(
         report = r;
     }
     let report = report?;
-    let (input, took) = timed(|| plan.restore_input(desired));
-    timings.push(("render restore input", took));
+    let (input, took) = rendered.unwrap_or_else(|| timed(|| plan.restore_input(desired)));
+    timings.push(("[render restore input]", took));
     Ok(Prepared {
         target: target.clone(),
         desired,
