@@ -964,7 +964,7 @@ impl Prepared<'_> {
                 (self.netlink && backend == Backend::Nft)
                     .then(|| {
                         let ns = self.target.netns.as_deref();
-                        crate::nft::nft_tables(ns, family, Some(replaced))
+                        crate::nft::nft_tables(ns, family, Some(replaced), Counters::Drop)
                     })
                     .and_then(Result::ok)
             });

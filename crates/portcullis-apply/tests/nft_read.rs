@@ -70,7 +70,7 @@ fn decoder_cases_print_what_iptables_nft_save_prints() {
     load(&ns, &data("nft_read/decoder_cases.rules"));
     let t = target(&ns);
     let want = tool(&t, None);
-    let got = match nft_save(Some(ns.name()), Family::V4, None) {
+    let got = match nft_save(Some(ns.name()), Family::V4, None, Counters::Drop) {
         Err(NftReadError::Unsupported(why)) if !known_version() => {
             eprintln!("declined: {why}");
             return;
@@ -81,11 +81,23 @@ fn decoder_cases_print_what_iptables_nft_save_prints() {
     assert_eq!(want.lines().filter(|l| l.starts_with("-A ")).count(), 53, "{want}");
     for table in [TableName::Filter, TableName::Nat, TableName::Mangle, TableName::Raw] {
         let want = tool(&t, Some(table));
-        let got = nft_save(Some(ns.name()), Family::V4, Some(&[table])).expect("decodes");
+        let got =
+            nft_save(Some(ns.name()), Family::V4, Some(&[table]), Counters::Drop).expect("decodes");
         assert_eq!(got, want, "{table:?}: {}", first_difference(&want, &got));
     }
+    // With counters (`-c`), after traffic through lo so that some are not zero.
+    ns.run("ip", &["link", "set", "lo", "up"]).expect("lo up");
+    // Answered or not (nat OUTPUT sends it elsewhere), it passes the rules.
+    let _ = ns.command("ping").args(["-c", "3", "-i", "0.2", "-W", "1", "127.0.0.1"]).output();
+    let want = t.save(None, Counters::Keep).expect("iptables-nft-save -c runs");
+    let want: String =
+        want.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    assert!(want.lines().any(|l| l.starts_with('[') && !l.starts_with("[0:0]")), "{want}");
+    let got = nft_save(Some(ns.name()), Family::V4, None, Counters::Keep).expect("decodes");
+    assert_eq!(got, want, "with counters: {}", first_difference(&want, &got));
     // A table the namespace does not have is absent, as with the tool.
-    let got = nft_save(Some(ns.name()), Family::V4, Some(&[TableName::Security])).expect("reads");
+    let got = nft_save(Some(ns.name()), Family::V4, Some(&[TableName::Security]), Counters::Drop)
+        .expect("reads");
     assert_eq!(got, "");
     // Chain by chain, as `iptables -S CHAIN` prints them; a missing chain is None.
     let names: Vec<String> = ["INPUT", "zz", "aa", "FORWARD", "nosuch"].map(String::from).into();
@@ -122,7 +134,7 @@ fn what_it_does_not_decode_it_leaves_to_the_tool() {
         std::fs::write(&file, format!("{head}{rule}COMMIT\n")).expect("writes");
         load(&ns, &file);
         let _ = std::fs::remove_file(&file);
-        match nft_save(Some(ns.name()), Family::V4, None) {
+        match nft_save(Some(ns.name()), Family::V4, None, Counters::Drop) {
             Err(NftReadError::Unsupported(why)) => eprintln!("{}: {why}", rule.trim()),
             other => panic!("{}: expected Unsupported, got {other:?}", rule.trim()),
         }
@@ -154,7 +166,7 @@ fn every_v4_fixture_decodes_exactly_or_not_at_all() {
         load(&ns, f);
         let want = tool(&target(&ns), None);
         let name = f.file_name().expect("name").to_string_lossy().into_owned();
-        match nft_save(Some(ns.name()), Family::V4, None) {
+        match nft_save(Some(ns.name()), Family::V4, None, Counters::Drop) {
             Ok(got) => {
                 assert_eq!(got, want, "{name}: {}", first_difference(&want, &got));
                 exact.push(name);

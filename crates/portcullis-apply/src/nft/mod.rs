@@ -24,6 +24,8 @@ use std::net::Ipv4Addr;
 
 use portcullis_rules::{Family, TableName};
 
+use crate::exec::Counters;
+
 use self::netlink::{Attrs, GETCHAIN, GETGEN, GETRULE, Socket, be32, be64, string};
 
 /// Why the kernel could not be read over netlink; the caller falls back to the tool.
@@ -66,12 +68,14 @@ const TABLE_ORDER: [TableName; 5] =
 
 const HOOKS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
 
-/// What `iptables-nft-save` (without `-c`) prints for `tables` (every table when `None`)
-/// of the namespace `netns`, without its `#` comment lines, read over netlink.
+/// What `iptables-nft-save` prints for `tables` (every table when `None`) of the
+/// namespace `netns`, with `-c` when `counters` is [`Counters::Keep`], without its `#`
+/// comment lines, read over netlink.
 ///
 /// ```no_run
 /// use portcullis_rules::Family;
-/// let text = portcullis_apply::nft_save(Some("pcl-demo"), Family::V4, None)?;
+/// use portcullis_apply::Counters;
+/// let text = portcullis_apply::nft_save(Some("pcl-demo"), Family::V4, None, Counters::Drop)?;
 /// assert!(text.contains("COMMIT\n"));
 /// # Ok::<(), portcullis_apply::NftReadError>(())
 /// ```
@@ -79,9 +83,10 @@ pub fn nft_save(
     netns: Option<&str>,
     family: Family,
     tables: Option<&[TableName]>,
+    counters: Counters,
 ) -> Result<String, NftReadError> {
     let mut out = String::new();
-    for t in nft_tables(netns, family, tables)? {
+    for t in nft_tables(netns, family, tables, counters)? {
         let _ = writeln!(out, "*{}", t.name.as_str());
         for c in &t.chains {
             match c.builtin {
@@ -125,6 +130,7 @@ pub(crate) fn nft_tables(
     netns: Option<&str>,
     family: Family,
     tables: Option<&[TableName]>,
+    counters: Counters,
 ) -> Result<Vec<KernelTable>, NftReadError> {
     if family != Family::V4 {
         return Err(unsupported("IPv6"));
@@ -132,7 +138,7 @@ pub(crate) fn nft_tables(
     let mut sock = Socket::open(netns)?;
     for _ in 0..3 {
         let before = generation(&mut sock)?;
-        let read = match read(&mut sock, netns, tables) {
+        let read = match read(&mut sock, netns, tables, counters) {
             Err(NftReadError::Interrupted) => continue,
             other => other?,
         };
@@ -203,7 +209,7 @@ pub fn nft_list_chains(
                 other => other?,
             }
             let mut text = head.ok_or(NftReadError::Malformed)?;
-            let rules = rules_of(&mut sock, &[(table, name.clone())])?;
+            let rules = rules_of(&mut sock, &[(table, name.clone())], Counters::Drop)?;
             text.push_str(rules.first().map_or("", String::as_str));
             out.push(Some(text));
         }
@@ -235,6 +241,7 @@ fn read(
     sock: &mut Socket,
     netns: Option<&str>,
     only: Option<&[TableName]>,
+    counters: Counters,
 ) -> Result<Vec<KernelTable>, NftReadError> {
     let mut tables: HashMap<TableName, TableText> = HashMap::new();
     let wanted = |name: &str| -> Option<TableName> {
@@ -313,9 +320,9 @@ fn read(
         let handles: Vec<_> = shares[1..]
             .iter()
             .zip(sockets.iter_mut())
-            .map(|(part, sock)| s.spawn(move || rules_of(sock, part)))
+            .map(|(part, sock)| s.spawn(move || rules_of(sock, part, counters)))
             .collect();
-        let mut all = vec![rules_of(sock, &shares[0])?];
+        let mut all = vec![rules_of(sock, &shares[0], counters)?];
         for h in handles {
             let part = h.join().map_err(|_| NftReadError::Io("reader thread panicked".into()))?;
             all.push(part?);
@@ -345,8 +352,13 @@ fn read(
     Ok(out)
 }
 
-/// The rules of each chain of `part`, as `-A` lines.
-fn rules_of(sock: &mut Socket, part: &[(TableName, String)]) -> Result<Vec<String>, NftReadError> {
+/// The rules of each chain of `part`, as `-A` lines (after `[packets:bytes] ` with
+/// `counters`).
+fn rules_of(
+    sock: &mut Socket,
+    part: &[(TableName, String)],
+    counters: Counters,
+) -> Result<Vec<String>, NftReadError> {
     let mut out = Vec::with_capacity(part.len());
     let mut attr_t = Vec::new();
     let mut attr_c = Vec::new();
@@ -367,9 +379,13 @@ fn rules_of(sock: &mut Socket, part: &[(TableName, String)]) -> Result<Vec<Strin
             if a[7].is_some() {
                 return Err(unsupported("rule user data"));
             }
+            let start = text.len();
             text.push_str("-A ");
             text.push_str(chain);
-            decode_rule(a[4].unwrap_or(&[]), &mut text)?;
+            let (packets, bytes) = decode_rule(a[4].unwrap_or(&[]), &mut text)?;
+            if counters == Counters::Keep {
+                text.insert_str(start, &format!("[{packets}:{bytes}] "));
+            }
             text.push('\n');
             Ok(())
         })?;
@@ -414,8 +430,10 @@ struct Ports {
     flags: Option<(u8, u8, bool)>,
 }
 
-fn decode_rule(exprs: &[u8], line: &mut String) -> Result<(), NftReadError> {
+/// Appends a rule's matches and target to `line`; returns its counters (packets, bytes).
+fn decode_rule(exprs: &[u8], line: &mut String) -> Result<(u64, u64), NftReadError> {
     let mut r = Rule::default();
+    let mut counted = (0, 0);
     let mut reg = Loaded::Nothing;
     let mut mask: Option<Vec<u8>> = None;
     for e in Attrs::new(exprs) {
@@ -428,7 +446,11 @@ fn decode_rule(exprs: &[u8], line: &mut String) -> Result<(), NftReadError> {
             return Err(unsupported(format!("expression {name} after the target")));
         }
         match name {
-            "counter" => {}
+            "counter" => {
+                // NFTA_COUNTER_BYTES 1, PACKETS 2.
+                let [_, bytes, packets] = d.table::<3>()?;
+                counted = (be64(packets)?, be64(bytes)?);
+            }
             "meta" => {
                 // NFTA_META_DREG 1, KEY 2, SREG 3.
                 let [_, dreg, key, sreg] = d.table::<4>()?;
@@ -543,7 +565,8 @@ fn decode_rule(exprs: &[u8], line: &mut String) -> Result<(), NftReadError> {
     if reg != Loaded::Nothing || mask.is_some() {
         return Err(unsupported("a load nothing compares"));
     }
-    render(&r, line)
+    render(&r, line)?;
+    Ok(counted)
 }
 
 /// The bytes of an `NFTA_DATA_VALUE` inside a data attribute.
