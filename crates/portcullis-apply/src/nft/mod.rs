@@ -139,7 +139,11 @@ pub(crate) fn nft_tables(
     for _ in 0..3 {
         let before = generation(&mut sock)?;
         let read = match read(&mut sock, netns, tables, counters) {
-            Err(NftReadError::Interrupted) => continue,
+            Err(NftReadError::Interrupted) => {
+                // The interrupted dump was left unread: start again on a new socket.
+                sock = Socket::open(netns)?;
+                continue;
+            }
             other => other?,
         };
         if generation(&mut sock)? == before {
