@@ -167,7 +167,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         t_ipt.as_secs_f64() / t_file.as_secs_f64()
     );
     println!(
-        "portcullis list --netns -n -v (nat+filter): {:>8.1} ms  {:.1}x faster (includes iptables-save -c)",
+        "portcullis list --netns -n -v (nat+filter): {:>8.1} ms  {:.1}x faster (reads the kernel: netlink, or iptables-save -c)",
         ms(t_live),
         t_ipt.as_secs_f64() / t_live.as_secs_f64()
     );
