@@ -11,7 +11,7 @@ use nix::sys::socket::{
     socket,
 };
 
-use super::ReadError;
+use super::NftReadError;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 /// `NFT_MSG_GETCHAIN`.
@@ -39,8 +39,8 @@ impl Socket {
     /// Opens the socket in the namespace `netns` (`/run/netns/NAME`) or the current one.
     /// Only a short-lived thread enters the namespace: a socket belongs to the namespace
     /// it was created in, whichever thread uses it afterwards.
-    pub(crate) fn open(netns: Option<&str>) -> Result<Self, ReadError> {
-        let make = || -> Result<OwnedFd, ReadError> {
+    pub(crate) fn open(netns: Option<&str>) -> Result<Self, NftReadError> {
+        let make = || -> Result<OwnedFd, NftReadError> {
             let fd = socket(
                 AddressFamily::Netlink,
                 SockType::Raw,
@@ -55,12 +55,12 @@ impl Socket {
             Some(name) => std::thread::scope(|s| {
                 s.spawn(|| {
                     let ns = File::open(Path::new("/run/netns").join(name))
-                        .map_err(|e| ReadError::Io(e.to_string()))?;
+                        .map_err(|e| NftReadError::Io(e.to_string()))?;
                     setns(&ns, CloneFlags::CLONE_NEWNET)?;
                     make()
                 })
                 .join()
-                .map_err(|_| ReadError::Io("namespace thread panicked".to_owned()))?
+                .map_err(|_| NftReadError::Io("namespace thread panicked".to_owned()))?
             })?,
         };
         // 128 KiB: the kernel sizes each dump message by the largest read it has seen,
@@ -77,15 +77,15 @@ impl Socket {
         family: u8,
         dump: bool,
         attrs: &[(u16, &[u8])],
-        mut each: impl FnMut(&[u8]) -> Result<(), ReadError>,
-    ) -> Result<(), ReadError> {
+        mut each: impl FnMut(&[u8]) -> Result<(), NftReadError>,
+    ) -> Result<(), NftReadError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let mut msg = Vec::with_capacity(64);
         msg.extend_from_slice(&[0; 16]);
         msg.extend_from_slice(&[family, 0, 0, 0]);
         for (ty, payload) in attrs {
-            let len = u16::try_from(4 + payload.len()).map_err(|_| ReadError::Malformed)?;
+            let len = u16::try_from(4 + payload.len()).map_err(|_| NftReadError::Malformed)?;
             msg.extend_from_slice(&len.to_ne_bytes());
             msg.extend_from_slice(&ty.to_ne_bytes());
             msg.extend_from_slice(payload);
@@ -93,7 +93,7 @@ impl Socket {
                 msg.push(0);
             }
         }
-        let total = u32::try_from(msg.len()).map_err(|_| ReadError::Malformed)?;
+        let total = u32::try_from(msg.len()).map_err(|_| NftReadError::Malformed)?;
         msg[0..4].copy_from_slice(&total.to_ne_bytes());
         msg[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | msg_type).to_ne_bytes());
         let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { 0 };
@@ -105,12 +105,12 @@ impl Socket {
             let n = recv(raw, &mut self.buf, MsgFlags::empty())?;
             let mut data = &self.buf[..n];
             if n == 0 {
-                return Err(ReadError::Malformed);
+                return Err(NftReadError::Malformed);
             }
             while data.len() >= 16 {
                 let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
                 if len < 16 || len > data.len() {
-                    return Err(ReadError::Malformed);
+                    return Err(NftReadError::Malformed);
                 }
                 let ty = u16::from_ne_bytes([data[4], data[5]]);
                 let fl = u16::from_ne_bytes([data[6], data[7]]);
@@ -121,7 +121,7 @@ impl Socket {
                     continue;
                 }
                 if fl & NLM_F_DUMP_INTR != 0 {
-                    return Err(ReadError::Interrupted);
+                    return Err(NftReadError::Interrupted);
                 }
                 match ty {
                     NLMSG_DONE => return Ok(()),
@@ -129,10 +129,10 @@ impl Socket {
                         let code = body
                             .get(..4)
                             .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                        return if code == 0 { Ok(()) } else { Err(ReadError::Kernel(-code)) };
+                        return if code == 0 { Ok(()) } else { Err(NftReadError::Kernel(-code)) };
                     }
                     _ => {
-                        each(body.get(4..).ok_or(ReadError::Malformed)?)?;
+                        each(body.get(4..).ok_or(NftReadError::Malformed)?)?;
                         if !dump {
                             return Ok(());
                         }
@@ -160,7 +160,7 @@ impl<'a> Attrs<'a> {
 
     /// The attributes by type (`0..N`; higher types are left out), each the last of its
     /// type.
-    pub(crate) fn table<const N: usize>(self) -> Result<[Option<&'a [u8]>; N], ReadError> {
+    pub(crate) fn table<const N: usize>(self) -> Result<[Option<&'a [u8]>; N], NftReadError> {
         let mut out = [None; N];
         for a in self {
             let (ty, payload) = a?;
@@ -173,7 +173,7 @@ impl<'a> Attrs<'a> {
 }
 
 impl<'a> Iterator for Attrs<'a> {
-    type Item = Result<(u16, &'a [u8]), ReadError>;
+    type Item = Result<(u16, &'a [u8]), NftReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.data.is_empty() {
@@ -181,13 +181,13 @@ impl<'a> Iterator for Attrs<'a> {
         }
         if self.data.len() < 4 {
             self.data = &[];
-            return Some(Err(ReadError::Malformed));
+            return Some(Err(NftReadError::Malformed));
         }
         let len = usize::from(u16::from_ne_bytes([self.data[0], self.data[1]]));
         let ty = u16::from_ne_bytes([self.data[2], self.data[3]]) & NLA_TYPE_MASK;
         if len < 4 || len > self.data.len() {
             self.data = &[];
-            return Some(Err(ReadError::Malformed));
+            return Some(Err(NftReadError::Malformed));
         }
         let payload = &self.data[4..len];
         self.data = &self.data[align(len).min(self.data.len())..];
@@ -196,22 +196,22 @@ impl<'a> Iterator for Attrs<'a> {
 }
 
 /// A big-endian `u32` attribute.
-pub(crate) fn be32(a: Option<&[u8]>) -> Result<u32, ReadError> {
+pub(crate) fn be32(a: Option<&[u8]>) -> Result<u32, NftReadError> {
     match a {
         Some(&[a, b, c, d]) => Ok(u32::from_be_bytes([a, b, c, d])),
-        _ => Err(ReadError::Malformed),
+        _ => Err(NftReadError::Malformed),
     }
 }
 
 /// A big-endian `u64` attribute.
-pub(crate) fn be64(a: Option<&[u8]>) -> Result<u64, ReadError> {
-    let b: [u8; 8] = a.and_then(|b| b.try_into().ok()).ok_or(ReadError::Malformed)?;
+pub(crate) fn be64(a: Option<&[u8]>) -> Result<u64, NftReadError> {
+    let b: [u8; 8] = a.and_then(|b| b.try_into().ok()).ok_or(NftReadError::Malformed)?;
     Ok(u64::from_be_bytes(b))
 }
 
 /// A NUL-terminated string attribute.
-pub(crate) fn string(a: Option<&[u8]>) -> Result<&str, ReadError> {
-    let b = a.ok_or(ReadError::Malformed)?;
+pub(crate) fn string(a: Option<&[u8]>) -> Result<&str, NftReadError> {
+    let b = a.ok_or(NftReadError::Malformed)?;
     let b = b.split(|&c| c == 0).next().unwrap_or(b);
-    std::str::from_utf8(b).map_err(|_| ReadError::Malformed)
+    std::str::from_utf8(b).map_err(|_| NftReadError::Malformed)
 }
