@@ -3,7 +3,9 @@
 //! Three ratios, each the median of `--rounds` runs, in fresh throwaway namespaces:
 //! 1. a kube-proxy-scale ruleset (10,000 services, about 150,000 lines, nat and filter)
 //!    applied into an empty namespace: `portcullis apply` against plain
-//!    `iptables-restore` of the same file (goal: at most 1.15x);
+//!    `iptables-restore` of the same file (goal: at most 1.15x), and the floor of any
+//!    verified apply (nft): that plain restore followed by nothing but the netlink read
+//!    of its result (`portcullis-apply`'s `nft_save` example);
 //! 2. one service changed: `portcullis apply --incremental` against a full re-apply
 //!    (goal: at least 10x faster);
 //! 3. 1,000 rules: the seed article's way (one `iptables -A` process per rule) against
@@ -62,9 +64,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         bail!("bench apply needs namespaces: {why}");
     }
     let bin = build_portcullis()?;
+    let reader = build_reader()?;
     let dir = std::env::temp_dir().join(format!("pcl-bench-apply-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = benches(&bin, &dir, &o);
+    let result = benches(&bin, &reader, &dir, &o);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -75,6 +78,22 @@ fn build_portcullis() -> Result<PathBuf> {
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     Ok(target.join("release/portcullis"))
+}
+
+/// The netlink reader alone (`portcullis-apply`'s `nft_save` example), for the floor.
+fn build_reader() -> Result<PathBuf> {
+    let root = crate::project_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--quiet", "-p", "portcullis-apply", "--example", "nft_save"])
+        .status()?;
+    if !status.success() {
+        bail!("building the nft_save example failed");
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    Ok(target.join("release/examples/nft_save"))
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -121,7 +140,7 @@ fn apply_cmd(
     c
 }
 
-fn benches(bin: &Path, dir: &Path, o: &Opts) -> Result<()> {
+fn benches(bin: &Path, reader: &Path, dir: &Path, o: &Opts) -> Result<()> {
     let b = o.backend.as_str();
     let restore = format!("iptables-{b}-restore");
     let gen0 = dir.join("kube0.rules");
@@ -138,6 +157,7 @@ fn benches(bin: &Path, dir: &Path, o: &Opts) -> Result<()> {
 
     // 1. Full apply into an empty namespace.
     let (mut plain, mut pcl, mut pcl_nv) = (Vec::new(), Vec::new(), Vec::new());
+    let mut floor = Vec::new();
     // Each timed run comes `--rest` after the namespace of the one before is deleted:
     // the kernel frees its 110,000 rules in the background, on a core the next run would
     // otherwise share with that cleanup.
@@ -148,6 +168,18 @@ fn benches(bin: &Path, dir: &Path, o: &Opts) -> Result<()> {
         std::thread::sleep(o.rest);
         plain.push(timed(c, Some(&gen0), "iptables-restore")?);
         drop(ns);
+        // The floor of a verified apply: the same plain restore, then nothing but the
+        // kernel read the read-back needs (no parse, no validation, no comparison).
+        if b == "nft" {
+            let ns = Netns::create("benchfloor")?;
+            let mut c = ns.command(&restore);
+            c.args(["-w", "5"]);
+            std::thread::sleep(o.rest);
+            let mut r = Command::new(reader);
+            r.arg(ns.name());
+            floor.push(timed(c, Some(&gen0), "iptables-restore")? + timed(r, None, "nft_save")?);
+            drop(ns);
+        }
         let ns = Netns::create("benchfull")?;
         std::thread::sleep(o.rest);
         pcl.push(timed(apply_cmd(bin, dir, &gen0, &ns, b, &[]), None, "portcullis apply")?);
@@ -177,6 +209,14 @@ fn benches(bin: &Path, dir: &Path, o: &Opts) -> Result<()> {
         ratio(pcl_nv, plain)
     );
     println!("   of which parse + validate (check): {}", secs(check_t));
+    if !floor.is_empty() {
+        let floor = median(floor);
+        println!(
+            "   floor: plain restore + netlink read alone: {}  ratio {:.2}x",
+            secs(floor),
+            ratio(floor, plain)
+        );
+    }
 
     // 2. One service changed: incremental against a full re-apply (both portcullis), in
     // one namespace that holds the whole ruleset; every run flips service 0. Plain

@@ -6,7 +6,8 @@
 //! Prints per command the median, min and max wall time (fork to exit, `ip netns exec`
 //! included for both tools) and how many runs gave exactly the expected states (and, for
 //! TCP, the ICMP reasons of ports 110 and 113). Nothing outside the two namespaces is
-//! touched or scanned.
+//! touched or scanned. One row is not a scanner: the oracle ([`udp_oracle`]) measures the
+//! floor the target's ICMP limiter sets for an exact `-sU -F`, in the same run.
 //!
 //! Options: `--runs N`, `--quick` (3 runs), `--no-nmap`, `--only NAME` (substring of a
 //! row name), `--portcullis PATH` (use that binary instead of building one), `--rest SECS`
@@ -49,6 +50,8 @@ pub(crate) struct Row {
 pub(crate) enum Tool {
     Portcullis,
     Nmap,
+    /// Not a scanner: the floor of an exact `-sU -F` run (see [`udp_oracle`]).
+    Oracle,
 }
 
 pub(crate) fn rows() -> Vec<Row> {
@@ -88,6 +91,7 @@ pub(crate) fn rows() -> Vec<Row> {
         ),
         row("portcullis -sU -F", Portcullis, &["-Pn", "-sU", "-F"], UDP_PORTS.to_owned(), &[]),
         row("nmap -sU -F -T4", Nmap, &["-Pn", "-sU", "-F", "-T4"], UDP_PORTS.to_owned(), &[]),
+        row("oracle: the three ICMP answers of -sU -F", Tool::Oracle, &[], String::new(), &[]),
         row("portcullis -sT -F", Portcullis, &["-Pn", "-sT", "-F"], tcp(96), &TCP_REASONS),
         // nmap -sT reports REJECT icmp-port-unreachable (110) as closed, by design.
         row(
@@ -141,8 +145,53 @@ fn listen(addr: &str) -> Result<()> {
     }
 }
 
+/// The hidden floor task: `bench scan --udp-oracle ADDR`, run inside the scanner
+/// namespace. It knows what no scanner knows, which three UDP ports of the rig answer
+/// with an ICMP error (123 and 161 port-unreachable, 137 admin-prohibited), proves
+/// nothing about the others, and sends one datagram to each unanswered one every 5 ms
+/// until all three have answered (10 s at most). Back to back its runs show the floor
+/// the target's ICMP limiter (one error per second after a burst of six) sets for an
+/// exact `-sU -F`: no scanner that reports those three ports right every run can have
+/// runs shorter on average.
+fn udp_oracle(addr: &str) -> Result<()> {
+    let ports = [123u16, 161, 137];
+    let mut socks = Vec::new();
+    for p in ports {
+        let s = UdpSocket::bind("0.0.0.0:0").context("bind")?;
+        s.connect((addr, p)).with_context(|| format!("connect udp {p}"))?;
+        s.set_nonblocking(true)?;
+        socks.push(Some(s));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 64];
+    while socks.iter().any(Option::is_some) {
+        ensure!(Instant::now() < deadline, "no ICMP answer within 10 s");
+        for s in socks.iter_mut().filter(|s| s.is_some()) {
+            // A connected UDP socket reports the ICMP error of an earlier datagram on
+            // its next call.
+            let sock = s.as_ref().context("socket")?;
+            let answered = match sock.recv(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+                Err(_) => true,
+                Ok(_) => bail!("a datagram from a port that should answer with ICMP"),
+            };
+            if answered {
+                *s = None;
+            } else if let Err(e) = sock.send(b"")
+                && e.kind() != std::io::ErrorKind::WouldBlock
+            {
+                *s = None;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 pub(crate) struct Rig {
     listener: Child,
+    /// The private copy of this binary that the rig's helpers run from.
+    exe: PathBuf,
     pub(crate) scanner: Netns,
     _target: Netns,
     target_ip: String,
@@ -178,7 +227,7 @@ pub(crate) fn rig(dir: &Path) -> Result<Rig> {
     if let Some(status) = listener.try_wait()? {
         bail!("the rig's listeners exited: {status}");
     }
-    Ok(Rig { listener, scanner, _target: target, target_ip })
+    Ok(Rig { listener, exe, scanner, _target: target, target_ip })
 }
 
 fn build_portcullis(root: &Path) -> Result<PathBuf> {
@@ -224,6 +273,15 @@ pub(crate) fn run_row(
     let mut lags = Vec::new();
     for _ in 0..runs {
         std::thread::sleep(rest);
+        if row.tool == Tool::Oracle {
+            let mut c = rig.scanner.command(&rig.exe.to_string_lossy());
+            c.args(["bench", "scan", "--udp-oracle", &rig.target_ip]).stdout(Stdio::null());
+            let t0 = Instant::now();
+            let out = c.output().context("running the UDP oracle")?;
+            times.push(t0.elapsed().as_secs_f64());
+            right += usize::from(out.status.success());
+            continue;
+        }
         let _ = std::fs::remove_file(&gnmap);
         let _ = std::fs::remove_file(&xml);
         let mut cmd = match row.tool {
@@ -232,7 +290,8 @@ pub(crate) fn run_row(
                 c.arg("scan").arg("-oJ").arg(&json);
                 c
             }
-            Tool::Nmap => {
+            // (The oracle was run above.)
+            Tool::Nmap | Tool::Oracle => {
                 let mut c = rig.scanner.command("nmap");
                 c.arg("-n");
                 c
@@ -287,6 +346,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--listen" => return listen(it.next().context("--listen ADDR")?),
+            "--udp-oracle" => return udp_oracle(it.next().context("--udp-oracle ADDR")?),
             "--runs" => runs = it.next().context("--runs N")?.parse()?,
             "--quick" => runs = 3,
             "--no-nmap" => nmap = false,
