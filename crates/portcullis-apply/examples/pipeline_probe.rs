@@ -1,8 +1,16 @@
 //! Experiment: how much of a verified apply could hide under iptables-restore's own
-//! parse. `pipeline_probe NS FILE` starts `iptables-nft-restore` in NS at once and feeds it
-//! the file up to its first COMMIT while this process parses, validates, guards and
-//! renders the same file; then sends the rest, waits, and reads the result back over
-//! netlink. Prints the times. Not a safe apply: nothing is compared or rolled back.
+//! reading of the file. `pipeline_probe NS FILE` starts `iptables-nft-restore` in NS at
+//! once and feeds it the file up to its first COMMIT while this process parses the same
+//! file and runs `prepare` on it (validation, guard, lock, snapshot, plan, rendering);
+//! then sends the rest, computes the expected text beside the restore (as the apply
+//! does), reads the result back over netlink and compares it. Prints the times.
+//!
+//! `PIN=1`: the child on CPU 0, this process on CPU 1 until the restore is done.
+//! `LATE_EXPECTED=1`: the expected text after the restore instead of beside it.
+//!
+//! Not a safe apply (no intent journal, no guardian, no rollback, a failed check
+//! panics): use it in a throwaway namespace only. Findings: docs/decisions-apply.md,
+//! "Hiding the checks under the restore's parse".
 #![allow(clippy::print_stderr, clippy::unwrap_used, missing_docs, reason = "an experiment")]
 
 use std::io::Write as _;
@@ -33,25 +41,48 @@ fn main() {
     let cut = text.find("\nCOMMIT\n").map_or(text.len(), |p| p + 1);
     let (head, tail) = text.split_at(cut);
     let mut checks = 0.0;
-    std::thread::scope(|s| {
+    let target = portcullis_apply::Target::new(
+        Some(&ns),
+        portcullis_rules::Family::V4,
+        portcullis_rules::Backend::Nft,
+    );
+    let mut opts = portcullis_apply::ApplyOptions::from_env();
+    opts.force = true;
+    let rs = std::thread::scope(|s| {
         let writer = s.spawn(move || {
             stdin.write_all(head.as_bytes()).unwrap();
             stdin
         });
         let t = Instant::now();
         let rs = portcullis_syntax::parse_save(&text).unwrap();
-        assert!(portcullis_rules::validate(&rs).is_empty());
-        let report =
-            portcullis_apply::guard::check(&rs, &portcullis_apply::guard::management_paths(None));
-        let input = portcullis_apply::Plan::full(&rs).restore_input(&rs);
-        std::hint::black_box((&report, &input));
+        // What an apply does before it may commit: validation, guard, lock, snapshot,
+        // plan and rendering (`prepare`); its lock is released at once here.
+        drop(portcullis_apply::prepare(&rs, &target, &opts).unwrap());
         checks = t.elapsed().as_secs_f64();
         let mut stdin = writer.join().unwrap();
         stdin.write_all(tail.as_bytes()).unwrap();
+        rs
     });
-    let status = child.wait().unwrap();
-    assert!(status.success());
+    // Beside the restore, as the apply does: the expected text.
+    let expected = std::thread::scope(|s| {
+        let exp = s.spawn(|| {
+            if std::env::var_os("LATE_EXPECTED").is_some() {
+                return String::new();
+            }
+            let c = portcullis_apply::comparable(&rs, portcullis_rules::Backend::Nft);
+            portcullis_syntax::render_save(&c, portcullis_syntax::SaveOptions::default())
+        });
+        let status = child.wait().unwrap();
+        assert!(status.success());
+        exp.join().unwrap()
+    });
     let restored = t0.elapsed().as_secs_f64();
+    let expected = if expected.is_empty() {
+        let c = portcullis_apply::comparable(&rs, portcullis_rules::Backend::Nft);
+        portcullis_syntax::render_save(&c, portcullis_syntax::SaveOptions::default())
+    } else {
+        expected
+    };
     if pin {
         let mut both = one(0);
         both.set(1).unwrap();
@@ -64,7 +95,13 @@ fn main() {
         portcullis_apply::Counters::Drop,
     )
     .unwrap();
-    std::hint::black_box(&saved);
+    // A comparison of the same size as the apply's: every kernel line against the
+    // expected text, through a map of the expected lines.
+    let want: std::collections::HashSet<&str> = expected.lines().collect();
+    let differ = saved.lines().filter(|l| l.starts_with("-A") && !want.contains(l)).count();
+    std::hint::black_box(differ);
     let total = t0.elapsed().as_secs_f64();
-    eprintln!("checks {checks:.3}s (hidden), restore done {restored:.3}s, with read {total:.3}s");
+    eprintln!(
+        "checks {checks:.3}s (hidden), restore done {restored:.3}s, with read and compare {total:.3}s, {differ} kernel rules not expected"
+    );
 }
