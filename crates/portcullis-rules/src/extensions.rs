@@ -1331,18 +1331,30 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `YYYY-MM-DDThh:mm:ss` (UTC) of seconds since the epoch.
-fn civil(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+/// The proleptic Gregorian date `(year, month 1–12, day 1–31)` of a count of days since
+/// 1970-01-01 (H. Hinnant's `civil_from_days`; negative counts are days before it).
+///
+/// ```
+/// assert_eq!(portcullis_rules::civil_from_days(0), (1970, 1, 1));
+/// assert_eq!(portcullis_rules::civil_from_days(-1), (1969, 12, 31));
+/// assert_eq!(portcullis_rules::civil_from_days(20_783), (2026, 11, 26));
+/// ```
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `YYYY-MM-DDThh:mm:ss` (UTC) of seconds since the epoch.
+fn civil(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86400), t.rem_euclid(86400));
+    let (y, m, d) = civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
@@ -1422,4 +1434,21 @@ fn policy(m: &Match) -> Vec<Opt> {
         out.extend(reorder(element.to_vec(), ELEMENT));
     }
     out
+}
+
+#[cfg(test)]
+mod civil_tests {
+    use super::{civil_from_days, days_from_civil};
+
+    #[test]
+    fn civil_from_days_inverts_days_from_civil() {
+        // About ±2,200 years around the epoch, leap centuries included.
+        for days in (-800_000..800_000).step_by(7) {
+            let (y, m, d) = civil_from_days(days);
+            assert!((1..=12).contains(&m) && (1..=31).contains(&d), "{days}: {y}-{m}-{d}");
+            assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
+        }
+        assert_eq!(civil_from_days(days_from_civil(2000, 2, 29)), (2000, 2, 29));
+        assert_eq!(civil_from_days(days_from_civil(1900, 3, 1) - 1), (1900, 2, 28));
+    }
 }

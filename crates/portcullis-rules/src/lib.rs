@@ -54,6 +54,7 @@ pub use crate::{
     canon::{CanonOptions, canonicalize, canonicalize_rule},
     command::{Command, RuleSelector},
     error::{Location, ModelError, ModelErrorKind},
+    extensions::civil_from_days,
     names::{Backend, ChainName, Family, Policy, TableName, is_target_name},
     rule::{Action, Counters, Match, Negatable, Opt, Origin, Rule, Target},
     ruleset::{Chain, Ruleset, Table},
