@@ -73,27 +73,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 }
 
 fn build_portcullis() -> Result<PathBuf> {
-    let root = crate::project_root();
-    crate::release_binary(&root)?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("release/portcullis"))
+    crate::release_binary(&crate::project_root())
 }
 
 /// The netlink reader alone (`portcullis-apply`'s `nft_save` example), for the floor.
 fn build_reader() -> Result<PathBuf> {
-    let root = crate::project_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "--release", "--quiet", "-p", "portcullis-apply", "--example", "nft_save"])
-        .status()?;
-    if !status.success() {
-        bail!("building the nft_save example failed");
-    }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("release/examples/nft_save"))
+    crate::release_build(&crate::project_root(), "portcullis-apply", Some("nft_save"))
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -154,35 +154,31 @@ fn listen(addr: &str) -> Result<()> {
 /// exact `-sU -F`: no scanner that reports those three ports right every run can have
 /// runs shorter on average.
 fn udp_oracle(addr: &str) -> Result<()> {
-    let ports = [123u16, 161, 137];
     let mut socks = Vec::new();
-    for p in ports {
+    for p in [123u16, 161, 137] {
         let s = UdpSocket::bind("0.0.0.0:0").context("bind")?;
         s.connect((addr, p)).with_context(|| format!("connect udp {p}"))?;
         s.set_nonblocking(true)?;
-        socks.push(Some(s));
+        socks.push(s);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 64];
-    while socks.iter().any(Option::is_some) {
+    let would_block = |e: &std::io::Error| e.kind() == std::io::ErrorKind::WouldBlock;
+    while !socks.is_empty() {
         ensure!(Instant::now() < deadline, "no ICMP answer within 10 s");
-        for s in socks.iter_mut().filter(|s| s.is_some()) {
+        let mut unanswered = Vec::with_capacity(socks.len());
+        for sock in socks {
             // A connected UDP socket reports the ICMP error of an earlier datagram on
             // its next call.
-            let sock = s.as_ref().context("socket")?;
             let answered = match sock.recv(&mut buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-                Err(_) => true,
+                Err(e) => !would_block(&e),
                 Ok(_) => bail!("a datagram from a port that should answer with ICMP"),
             };
-            if answered {
-                *s = None;
-            } else if let Err(e) = sock.send(b"")
-                && e.kind() != std::io::ErrorKind::WouldBlock
-            {
-                *s = None;
+            if !answered && sock.send(b"").err().is_none_or(|e| would_block(&e)) {
+                unanswered.push(sock);
             }
         }
+        socks = unanswered;
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(())
@@ -230,17 +226,6 @@ pub(crate) fn rig(dir: &Path) -> Result<Rig> {
     Ok(Rig { listener, exe, scanner, _target: target, target_ip })
 }
 
-fn build_portcullis(root: &Path) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .args(["build", "--release", "-p", "portcullis"])
-        .status()
-        .context("cargo build")?;
-    ensure!(status.success(), "building portcullis failed");
-    Ok(root.join("target/release/portcullis"))
-}
-
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -273,15 +258,6 @@ pub(crate) fn run_row(
     let mut lags = Vec::new();
     for _ in 0..runs {
         std::thread::sleep(rest);
-        if row.tool == Tool::Oracle {
-            let mut c = rig.scanner.command(&rig.exe.to_string_lossy());
-            c.args(["bench", "scan", "--udp-oracle", &rig.target_ip]).stdout(Stdio::null());
-            let t0 = Instant::now();
-            let out = c.output().context("running the UDP oracle")?;
-            times.push(t0.elapsed().as_secs_f64());
-            right += usize::from(out.status.success());
-            continue;
-        }
         let _ = std::fs::remove_file(&gnmap);
         let _ = std::fs::remove_file(&xml);
         let mut cmd = match row.tool {
@@ -290,11 +266,19 @@ pub(crate) fn run_row(
                 c.arg("scan").arg("-oJ").arg(&json);
                 c
             }
-            // (The oracle was run above.)
-            Tool::Nmap | Tool::Oracle => {
+            Tool::Nmap => {
                 let mut c = rig.scanner.command("nmap");
                 c.arg("-n");
                 c
+            }
+            Tool::Oracle => {
+                let mut c = rig.scanner.command(&rig.exe.to_string_lossy());
+                c.args(["bench", "scan", "--udp-oracle", &rig.target_ip]).stdout(Stdio::null());
+                let t0 = Instant::now();
+                let out = c.output().context("running the UDP oracle")?;
+                times.push(t0.elapsed().as_secs_f64());
+                right += usize::from(out.status.success());
+                continue;
             }
         };
         cmd.args(&row.args)
@@ -376,7 +360,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     nmap &= Command::new("nmap").arg("--version").output().is_ok();
     let bin = match prebuilt {
         Some(p) => p,
-        None => build_portcullis(root)?,
+        None => crate::release_binary(root)?,
     };
     let dir = std::env::temp_dir().join(format!("pcl-bench-scan-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

@@ -33,16 +33,25 @@ fn project_root() -> PathBuf {
 /// Builds the release `portcullis` binary (the thing every benchmark measures) and
 /// returns its path.
 fn release_binary(root: &std::path::Path) -> Result<PathBuf> {
+    release_build(root, "portcullis", None)
+}
+
+/// Builds `package`'s release binary, or its `example`, and returns the path.
+fn release_build(root: &std::path::Path, package: &str, example: Option<&str>) -> Result<PathBuf> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = std::process::Command::new(cargo)
-        .current_dir(root)
-        .args(["build", "--release", "--quiet", "-p", "portcullis"])
-        .status()?;
-    if !status.success() {
-        bail!("cargo build --release -p portcullis failed");
+    let mut c = std::process::Command::new(cargo);
+    c.current_dir(root).args(["build", "--release", "--quiet", "-p", package]);
+    if let Some(e) = example {
+        c.args(["--example", e]);
+    }
+    if !c.status()?.success() {
+        bail!("cargo build --release -p {package} {} failed", example.unwrap_or_default());
     }
     let target = env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    Ok(target.join("release/portcullis"))
+    Ok(match example {
+        Some(e) => target.join("release/examples").join(e),
+        None => target.join("release").join(package),
+    })
 }
 
 fn usage() -> &'static str {

@@ -63,26 +63,20 @@ fn main() {
         stdin.write_all(tail.as_bytes()).unwrap();
         rs
     });
-    // Beside the restore, as the apply does: the expected text.
-    let expected = std::thread::scope(|s| {
-        let exp = s.spawn(|| {
-            if std::env::var_os("LATE_EXPECTED").is_some() {
-                return String::new();
-            }
-            let c = portcullis_apply::comparable(&rs, portcullis_rules::Backend::Nft);
-            portcullis_syntax::render_save(&c, portcullis_syntax::SaveOptions::default())
-        });
-        let status = child.wait().unwrap();
-        assert!(status.success());
-        exp.join().unwrap()
-    });
-    let restored = t0.elapsed().as_secs_f64();
-    let expected = if expected.is_empty() {
+    let expected_text = || {
         let c = portcullis_apply::comparable(&rs, portcullis_rules::Backend::Nft);
         portcullis_syntax::render_save(&c, portcullis_syntax::SaveOptions::default())
-    } else {
-        expected
     };
+    // Beside the restore, as the apply does, or after it.
+    let late = std::env::var_os("LATE_EXPECTED").is_some();
+    let expected = std::thread::scope(|s| {
+        let exp = (!late).then(|| s.spawn(expected_text));
+        let status = child.wait().unwrap();
+        assert!(status.success());
+        exp.map(|e| e.join().unwrap())
+    });
+    let restored = t0.elapsed().as_secs_f64();
+    let expected = expected.unwrap_or_else(expected_text);
     if pin {
         let mut both = one(0);
         both.set(1).unwrap();

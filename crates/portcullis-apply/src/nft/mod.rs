@@ -229,9 +229,15 @@ fn generation(sock: &mut Socket) -> Result<u32, NftReadError> {
 /// `s` with its terminating NUL, as netlink string attributes are sent.
 fn cstring(s: &str) -> Vec<u8> {
     let mut b = Vec::with_capacity(s.len() + 1);
-    b.extend_from_slice(s.as_bytes());
-    b.push(0);
+    cstring_into(&mut b, s);
     b
+}
+
+/// [`cstring`] into a buffer that is reused (one per chain read).
+fn cstring_into(buf: &mut Vec<u8>, s: &str) {
+    buf.clear();
+    buf.extend_from_slice(s.as_bytes());
+    buf.push(0);
 }
 
 /// The hook number of a base chain: iptables knows only its five builtin names.
@@ -366,8 +372,10 @@ fn rules_of(
 ) -> Result<Vec<String>, NftReadError> {
     let mut out = Vec::with_capacity(part.len());
     let mut line = String::new();
+    let (mut t, mut c) = (Vec::new(), Vec::new());
     for &(table, chain) in part {
-        let (t, c) = (cstring(table.as_str()), cstring(chain));
+        cstring_into(&mut t, table.as_str());
+        cstring_into(&mut c, chain);
         let mut text = String::new();
         sock.request(GETRULE, NFPROTO_IPV4, true, &[(1, &t), (2, &c)], |body| {
             // NFTA_RULE_TABLE 1, CHAIN 2, EXPRESSIONS 4, USERDATA 7.
